@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11) and install pluto-dvc into it, once; later calls only re-check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=$(command -v python3.11 || command -v python3)
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+fi
+# torch is pinned to the CPU build (2.13.0); the project's own pins live in pyproject.toml.
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"

@@ -1,0 +1,1 @@
+"""The nuPlan on-disk format: log databases, GeoPackage maps and scenario enumeration."""
