@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from pluto_dvc.errors import PlutoDvcError
-from pluto_dvc.params import DEFAULT_PARAMS_FILE, load_params, params_to_yaml
+from pluto_dvc.params import DEFAULT_PARAMS_FILE, Params, load_params, params_to_yaml
 
 
 def _add_params_args(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +79,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     return run_guarded(lambda: args.func(args), args.traceback)
+
+
+def run_stage(description: str, body: Callable[[Params, argparse.Namespace], None]) -> None:
+    """Entry point of a DVC stage script: load params.yaml (plus ``-S key=value`` overrides), call
+    ``body(params, args)`` and exit with its status (one message, no traceback, on a user error)."""
+    parser = argparse.ArgumentParser(description=description)
+    _add_params_args(parser)
+    parser.add_argument("--traceback", action="store_true")
+    args = parser.parse_args()
+
+    def call() -> int:
+        body(load_params(args.params, args.overrides), args)
+        return 0
+
+    sys.exit(run_guarded(call, args.traceback))
 
 
 if __name__ == "__main__":  # pragma: no cover
