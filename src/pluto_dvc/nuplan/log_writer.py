@@ -1,0 +1,119 @@
+"""Write one nuPlan log database (SQLite) from column tables, atomically.
+
+``tables`` maps a table name to its columns: ``{"lidar_pc": {"token": [...], "timestamp": [...],
+...}, ...}``. Every column of the schema must be given for each given table; tables not given are
+created empty. Token columns hold 8-byte ``bytes`` (``None`` where the column is nullable) or an
+``'S8'`` numpy array; other columns hold Python values or numpy arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pluto_dvc.nuplan.log_schema import SCHEMA, TOKEN_BYTES, Column, Table, create_statements
+from pluto_dvc.nuplan.log_schema import index_statements as _index_statements
+
+
+def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequence]]) -> None:
+    """Write ``tables`` to the log DB at ``path`` (replaced atomically; parents must exist).
+
+    Raises ValueError for an unknown table or column, a missing column, columns of unequal length
+    or a malformed token. The DB is built in a temp file next to ``path`` and renamed onto it, so
+    a crash never leaves a half-written ``.db``.
+    """
+    path = Path(path)
+    rows = {name: _table_rows(name, columns) for name, columns in tables.items()}
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp_name, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=OFF")
+            con.execute("PRAGMA synchronous=OFF")
+            con.execute("PRAGMA cache_size=-262144")  # 256 MiB: random-order token index inserts
+            con.execute("BEGIN")
+            for statement in create_statements(include_indexes=False):
+                con.execute(statement)
+            for name, (columns, values) in rows.items():
+                placeholders = ", ".join("?" * len(columns))
+                sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({placeholders})"
+                try:
+                    con.executemany(sql, values)
+                except (sqlite3.Error, OverflowError) as exc:
+                    raise ValueError(f"cannot write table {name!r}: {exc}") from exc
+            for statement in _index_statements():
+                con.execute(statement)
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        with open(tmp_name, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _table_rows(name: str, columns: Mapping[str, Sequence]) -> tuple[list[str], zip]:
+    """Check one table against the schema; return its column names and a row iterator."""
+    table = SCHEMA.get(name)
+    if table is None:
+        raise ValueError(f"unknown nuPlan table {name!r}; known tables: {sorted(SCHEMA)}")
+    missing = [c for c in table.column_names if c not in columns]
+    unknown = [c for c in columns if c not in table.column_names]
+    if missing or unknown:
+        raise ValueError(
+            f"table {name!r}: missing columns {missing}, unknown columns {unknown}; "
+            f"expected exactly {list(table.column_names)}"
+        )
+    names = list(table.column_names)
+    values = [_column_values(table, table.column(c), columns[c]) for c in names]
+    lengths = {c: len(v) for c, v in zip(names, values, strict=True)}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"table {name!r}: columns have unequal lengths {lengths}")
+    return names, zip(*values, strict=True)
+
+
+def _column_values(table: Table, column: Column, values: Sequence) -> list:
+    """One column as a list of Python values (numpy scalars converted, tokens checked)."""
+    where = f"table {table.name!r} column {column.name!r}"
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            raise ValueError(f"{where}: expected a 1-D array, got shape {values.shape}")
+        if values.dtype.kind == "S" and column.is_token:
+            if values.dtype.itemsize != TOKEN_BYTES:
+                raise ValueError(f"{where}: token arrays must be 'S8', got {values.dtype}")
+            raw = np.ascontiguousarray(values).tobytes()
+            return [raw[i : i + TOKEN_BYTES] for i in range(0, len(raw), TOKEN_BYTES)]
+        values = values.tolist()
+    else:
+        values = list(values)
+    if column.is_token:
+        _check_tokens(where, column.nullable, values)
+    return values
+
+
+def _check_tokens(where: str, nullable: bool, values: list) -> None:
+    present = values
+    if None in values:
+        if not nullable:
+            raise ValueError(
+                f"{where}: row {values.index(None)} is None but the column is NOT NULL"
+            )
+        present = [v for v in values if v is not None]
+    if set(map(type, present)) <= {bytes} and set(map(len, present)) <= {TOKEN_BYTES}:
+        return
+    i, v = next(
+        (i, v)
+        for i, v in enumerate(values)
+        if v is not None and (type(v) is not bytes or len(v) != TOKEN_BYTES)
+    )
+    raise ValueError(f"{where}: row {i} is {v!r}; tokens are {TOKEN_BYTES}-byte bytes or None")
