@@ -61,8 +61,13 @@ def test_another_seed_gives_another_dataset(tmp_path, tiny_synthetic):
 
 def test_rerun_replaces_the_dataset_and_leaves_no_staging(tmp_path):
     out = tmp_path / "nuplan"
-    synthesize_dataset(tiny_synthetic_params(out, num_logs=2), WorkerParams(kind="sequential"))
-    synthesize_dataset(tiny_synthetic_params(out, num_logs=1), WorkerParams(kind="sequential"))
+    short = {"minutes_per_log": 0.5, "map_size": "tiny"}
+    synthesize_dataset(
+        tiny_synthetic_params(out, num_logs=2, **short), WorkerParams(kind="sequential")
+    )
+    synthesize_dataset(
+        tiny_synthetic_params(out, num_logs=1, **short), WorkerParams(kind="sequential")
+    )
     assert len(list(out.rglob("*.db"))) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nuplan"]
     summary = json.loads((out / "summary.json").read_text())

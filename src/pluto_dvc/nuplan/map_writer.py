@@ -30,6 +30,8 @@ from pluto_dvc.nuplan.map_schema import (
     MapLayerSchema,
 )
 
+FIXED_CHANGE_DATE = "2021-01-01T00:00:00.000Z"
+
 
 def write_map_gpkg(
     path: str | Path,
@@ -56,6 +58,10 @@ def write_map_gpkg(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
     tmp.unlink(missing_ok=True)
+    # GDAL stamps gpkg_contents.last_change with the wall clock; a fixed stamp keeps the same
+    # layers byte-identical (DVC addresses outputs by content)
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_CHANGE_DATE})
     try:
         for name, schema in LAYERS.items():
             table = layers.get(name, LayerTable(fields={}, geometry=[]))
@@ -63,6 +69,7 @@ def write_map_gpkg(
         _write_meta(tmp, layers.get(META_LAYER), location)
         os.replace(tmp, path)
     finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
         tmp.unlink(missing_ok=True)
     return path
 
