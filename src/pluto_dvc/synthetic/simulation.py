@@ -35,6 +35,7 @@ KERB_SETBACK_M = 1.5  # pedestrians wait this far behind the kerb
 SAFETY_MARGIN_M = 0.25  # boxes are inflated by this much in the overlap check
 VIEW_RADIUS_M = 150.0  # agents are kept alive within this distance of the ego
 LOOKAHEAD_M = 80.0
+DETECTION_RANGE_M = 100.0  # boxes are logged within this square around the ego
 
 # agent kinds (the nuPlan category is derived from these)
 VEHICLE, BICYCLE, PEDESTRIAN, PARKED, CONE, BARRIER, SIGN, GENERIC = range(8)
@@ -969,7 +970,7 @@ def simulate(network: RoadNetwork, config: SimConfig, elements=None) -> SimResul
         leader[i], leader_gap[i] = sim.ego_leader
         route_start[i] = sim.route_pos
         for a in [*sim.movers, *sim.walkers, *sim.statics]:
-            if a is e:
+            if a is e or abs(a.x - e.x) > DETECTION_RANGE_M or abs(a.y - e.y) > DETECTION_RANGE_M:
                 continue
             v = getattr(a, "v", PED_SPEED if getattr(a, "crossing", False) else 0.0)
             frames.append(i)
