@@ -8,14 +8,25 @@ Each DVC stage reads only its own section, so changing ``train.*`` never invalid
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pluto_dvc.errors import ParamsError
 from pluto_dvc.nuplan.locations import LOCATIONS
+from pluto_dvc.reference import scenario_types as _known_scenario_types
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -75,10 +86,173 @@ class WorkerParams(_Section):
     ray_address: str = Field("", description="'' = start Ray locally; else an existing cluster")
 
 
+FILTER_PRESETS = ("", "tiny_50", "one_million", "val14", "challenge_14")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+def _check_scenario_types(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    valid = ("unknown", *_known_scenario_types())
+    unknown = [v for v in value if v not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown scenario type(s) {unknown}; valid types are: {', '.join(sorted(valid))}"
+        )
+    return sorted(set(value))
+
+
+def _check_tokens(value: Any) -> Any:
+    """Tokens are 16 hex characters; YAML reads an all-digit token as a number: say so."""
+    if value is None or not isinstance(value, list):
+        return value
+    out = []
+    for v in value:
+        if not isinstance(v, str):
+            raise ValueError(
+                f"token {v!r} is a {type(v).__name__}, not a string: quote tokens in YAML "
+                "(e.g. '1001304290285954'), a nuPlan token is 16 hex characters"
+            )
+        if _HEX16.fullmatch(v.lower()) is None:
+            raise ValueError(
+                f"token {v!r} is not 16 hex characters; a nuPlan scenario token is the lidar_pc "
+                "token, e.g. 'e3e2933994835eba'"
+            )
+        out.append(v.lower())
+    return sorted(set(out))
+
+
+class FilterParams(_Section):
+    """nuPlan's scenario filter, applied by the ``select_scenarios`` stage.
+
+    ``null`` means "not applied" (or, where ``preset`` sets the field, the preset's value); an
+    explicit value always overrides the preset. Semantics and order: ``pluto_dvc.selection``.
+    """
+
+    preset: Literal[FILTER_PRESETS] = Field(  # type: ignore[valid-type]
+        "", description="'' | tiny_50 | one_million | val14 | challenge_14"
+    )
+    scenario_types: list[str] | None = Field(None, min_length=1)
+    scenario_tokens: list[str] | None = Field(None, min_length=1)
+    log_names: list[str] | None = Field(None, min_length=1)
+    map_names: list[str] | None = Field(None, min_length=1)
+    num_scenarios_per_type: int | None = Field(None, ge=1)
+    limit_total_scenarios: StrictInt | StrictFloat | None = None
+    timestamp_threshold_s: float | None = Field(None, ge=0.0)
+    ego_displacement_minimum_m: float | None = Field(None, ge=0.0)
+    ego_start_speed_threshold: float | None = Field(None, ge=0.0)
+    ego_stop_speed_threshold: float | None = Field(None, ge=0.0)
+    speed_noise_tolerance: float | None = Field(None, ge=0.0, description="null = 0.1 m/s")
+    expand_scenarios: bool | None = None
+    remove_invalid_goals: bool | None = None
+    shuffle: bool | None = None
+    seed: int = Field(0, ge=0, description="seed of random sampling and of the final shuffle")
+    token_set_path: str | None = Field(None, min_length=1)
+    fraction_in_token_set_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    ego_route_radius: float | None = Field(None, gt=0.0)
+
+    _types = field_validator("scenario_types")(_check_scenario_types)
+    _tokens = field_validator("scenario_tokens", mode="before")(_check_tokens)
+
+    @field_validator("map_names")
+    @classmethod
+    def _maps(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_locations(value)
+
+    @field_validator("log_names")
+    @classmethod
+    def _logs(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [v.removesuffix(".db") for v in value]
+        if any(not n or "/" in n for n in names):
+            raise ValueError("log names are .db file stems such as 2021.07.16.20.45.29_veh-35_...")
+        return sorted(set(names))
+
+    @field_validator("limit_total_scenarios")
+    @classmethod
+    def _limit(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"an int limit is a scenario count and must be >= 1, got {value}")
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError(
+                f"a float limit is a fraction of the scenarios and must be in (0, 1), got {value}"
+                " (write an int such as 1000 for a count)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _token_set(self) -> FilterParams:
+        if (self.token_set_path is None) != (self.fraction_in_token_set_threshold is None):
+            raise ValueError(
+                "token_set_path and fraction_in_token_set_threshold go together: set both "
+                "(the filter keeps scenarios whose fraction of tokens in the set exceeds the "
+                "threshold) or neither"
+            )
+        return self
+
+
+class SplitParams(_Section):
+    """The log-level train / val / test split (``split`` stage)."""
+
+    log_lists: str = Field(
+        "", description="'' = seeded ratios; 'nuplan' = nuPlan's official lists; else a folder"
+    )
+    train: float = Field(0.7, ge=0.0, le=1.0)
+    val: float = Field(0.15, ge=0.0, le=1.0)
+    test: float = Field(0.15, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+    balance_types: bool = Field(True, description="give every part the scenario types present")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> SplitParams:
+        ratios = {"train": self.train, "val": self.val, "test": self.test}
+        empty = [k for k, v in ratios.items() if v == 0.0]
+        if empty:
+            raise ValueError(
+                f"split.{empty[0]} is 0, which leaves that part empty: every part needs logs; "
+                "give it a share such as 0.15 (the three ratios sum to 1)"
+            )
+        if abs(sum(ratios.values()) - 1.0) > 1e-6:
+            raise ValueError(
+                f"split.train + split.val + split.test must be 1, got {sum(ratios.values()):.6g}"
+            )
+        return self
+
+
+class FeatureParams(_Section):
+    """The PLUTO feature builder and the sharded feature cache (stage ``build_cache``).
+
+    Distances in metres, times in seconds; the frame is the ego rear axle at the present step.
+    """
+
+    radius_m: float = Field(120.0, gt=0.0, le=500.0, description="map/agent query radius")
+    history_horizon_s: float = Field(2.0, gt=0.0, le=10.0)
+    future_horizon_s: float = Field(8.0, gt=0.0, le=20.0)
+    sample_interval_s: float = Field(0.1, gt=0.0, le=1.0, description="multiple of 0.05 s")
+    max_agents: int = Field(48, ge=1, le=512)
+    max_static_objects: int = Field(32, ge=0, le=512)
+    map_polyline_points: int = Field(20, ge=2, le=200, description="points per map polyline")
+    build_reference_lines: bool = True
+    reference_line_length_m: float = Field(120.0, gt=0.0, le=500.0)
+    build_static_objects: bool = True
+    build_cost_map: bool = True
+    cost_map_size: int = Field(600, ge=16, le=2000, description="pixels per side")
+    cost_map_resolution_m: float = Field(0.2, gt=0.0, le=2.0, description="metres per pixel")
+    build_causal: bool = Field(True, description="leading agent, red-light wait, free path")
+    max_failure_ratio: float = Field(
+        0.05, ge=0.0, le=1.0, description="the stage fails above this share of failed scenarios"
+    )
+    samples_per_shard: int = Field(512, ge=1, le=100_000)
+
+
 class Params(_Section):
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     data: DataParams = Field(default_factory=DataParams)
     worker: WorkerParams = Field(default_factory=WorkerParams)
+    filter: FilterParams = Field(default_factory=FilterParams)
+    split: SplitParams = Field(default_factory=SplitParams)
+    features: FeatureParams = Field(default_factory=FeatureParams)
 
 
 def _describe_error(err: dict[str, Any]) -> str:
