@@ -245,6 +245,14 @@ class FeatureParams(_Section):
     )
     samples_per_shard: int = Field(512, ge=1, le=100_000)
 
+    @field_validator("sample_interval_s")
+    @classmethod
+    def _multiple_of_log_clock(cls, value: float) -> float:
+        steps = value / 0.05
+        if abs(steps - round(steps)) > 1e-6:
+            raise ValueError("must be a multiple of the 0.05 s log clock (e.g. 0.1)")
+        return value
+
 
 class Params(_Section):
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
