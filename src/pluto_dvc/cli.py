@@ -44,6 +44,111 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_select(args: argparse.Namespace) -> int:
+    from pluto_dvc.selection import describe, run_selection
+
+    params = load_params(args.params, args.overrides)
+    print(describe(run_selection(params, progress=True)))
+    return 0
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from pluto_dvc.selection import SCENARIOS_PATH
+    from pluto_dvc.splitting import run_split
+
+    params = load_params(args.params, args.overrides)
+    _, summary = run_split(params.split, SCENARIOS_PATH)
+    print(
+        f"split ({summary['method']}): logs {summary['num_logs']}, scenarios {summary['num_scenarios']}"
+    )
+    return 0
+
+
+def _cmd_build_cache(args: argparse.Namespace) -> int:
+    from pluto_dvc.cache import describe, run_build_cache
+
+    params = load_params(args.params, args.overrides)
+    print(describe(run_build_cache(params, progress=True)))
+    return 0
+
+
+def _cmd_cache_inspect(args: argparse.Namespace) -> int:
+    from pluto_dvc.cache.inspect import format_failures, format_inspection, inspect_cache
+
+    if args.failures:
+        print(format_failures(args.cache_dir, limit=args.limit))
+        return 0
+    try:
+        info = inspect_cache(args.cache_dir, index=args.index, token=args.token)
+    except (KeyError, IndexError) as exc:
+        raise PlutoDvcError(str(exc).strip("'\"")) from None
+    print(format_inspection(info))
+    return 0
+
+
+def _cmd_cache_verify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pluto_dvc.cache.inspect import verify_cache
+    from pluto_dvc.cache.manifest import read_manifest
+
+    total = len(read_manifest(args.cache_dir).shards)
+    with tqdm(total=total, unit="shard", desc="verify", disable=not sys.stderr.isatty()) as bar:
+        report = verify_cache(args.cache_dir, progress=bar.update)
+    print(
+        f"ok: {report.num_shards} shards, {report.num_samples} samples, "
+        f"{report.bytes / 2**20:.1f} MiB: every SHA-256 and CRC-32 matches"
+    )
+    if report.extra_files:
+        n = len(report.extra_files)
+        print(f"note: {n} shard file(s) not in the manifest (the next build deletes them)")
+    return 0
+
+
+def _add_cache_commands(sub: argparse._SubParsersAction) -> None:
+    cache = sub.add_parser("cache", help="inspect or verify the feature cache (data/cache)")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    inspect = cache_sub.add_parser(
+        "inspect", help="counts, per-type counts, bytes per sample, one sample's arrays"
+    )
+    inspect.add_argument("--index", type=int, default=0, help="sample to show (manifest row)")
+    inspect.add_argument("--token", help="sample to show, by scenario token (16 hex)")
+    inspect.add_argument("--failures", action="store_true", help="list failed scenarios instead")
+    inspect.add_argument("--limit", type=int, default=20, help="failures to list")
+    inspect.set_defaults(func=_cmd_cache_inspect)
+    verify = cache_sub.add_parser(
+        "verify", help="check every shard's SHA-256 and every sample's CRC-32 (exit 2 if bad)"
+    )
+    verify.set_defaults(func=_cmd_cache_verify)
+    for p in (inspect, verify):
+        p.add_argument("--cache-dir", default="data/cache", help="cache folder (data/cache)")
+
+
+def _cmd_log_info(args: argparse.Namespace) -> int:
+    from pluto_dvc.nuplan.describe import describe_log
+
+    for path in args.db:
+        print(describe_log(path))
+    return 0
+
+
+def _cmd_map_info(args: argparse.Namespace) -> int:
+    from pluto_dvc.nuplan.describe import describe_map
+
+    print(describe_map(args.maps_root, args.location))
+    return 0
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    log = sub.add_parser("log-info", help="summarise nuPlan log databases (.db)")
+    log.add_argument("db", nargs="+", help="path(s) to <log_name>.db")
+    log.set_defaults(func=_cmd_log_info)
+    nmap = sub.add_parser("map-info", help="summarise one location's map of a maps root")
+    nmap.add_argument("maps_root", help="folder holding nuplan-maps-v1.0.json")
+    nmap.add_argument("location", help="e.g. us-nv-las-vegas-strip")
+    nmap.set_defaults(func=_cmd_map_info)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pluto-dvc", description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
@@ -52,11 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("params", "print the resolved parameters (defaults included)", _cmd_params),
         ("synthesize", "write the synthetic nuPlan dataset (logs + maps)", _cmd_synthesize),
+        ("select", "apply the scenario filter: data/scenarios.parquet + summary", _cmd_select),
+        ("split", "log-level train/val/test split: data/splits.json + summary", _cmd_split),
+        ("build-cache", "build the sharded feature cache: data/cache + summary", _cmd_build_cache),
     ]
     for name, help_text, func in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_params_args(p)
         p.set_defaults(func=func)
+    _add_cache_commands(sub)
+    _add_data_commands(sub)
     return parser
 
 
