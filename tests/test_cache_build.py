@@ -97,7 +97,6 @@ def test_selection_errors_are_clear(tmp_path: Path):
 
 
 def test_identical_bytes_for_sequential_processes_and_ray(tmp_path: Path, monkeypatch):
-    pytest.importorskip("ray")
     # Ray workers import the fake by module name: give them the tests folder
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
