@@ -92,6 +92,7 @@ def test_speeds_stay_within_the_limit(sim):
 
 def test_accelerations_and_yaw_rates_are_human(sim):
     _, result = sim
+    assert result.safety_stops == 0  # car-following alone kept every box apart (no hard stops)
     same, accel, yaw_rate, kind, _ = _per_track_rates(result)
     vehicles = same & np.isin(kind, [VEHICLE, BICYCLE])
     assert np.all(accel[vehicles] <= MAX_ACCEL + 1e-6), accel[vehicles].max()

@@ -286,6 +286,7 @@ class SimResult:
     light_frame: np.ndarray
     light_connector: np.ndarray
     light_status: np.ndarray  # 'green' / 'yellow' / 'red'
+    safety_stops: int = 0  # moves the safety pass undid (0 in healthy traffic)
 
     @property
     def num_frames(self) -> int:
@@ -327,6 +328,8 @@ class TrafficSimulation:
         )
         self.sig_start = np.array([elements[f].points[0] for f in self.signalised])
         self.route: list[int] = []
+        self.safety_stops = 0  # moves undone by the safety pass (a health figure: ideally 0)
+        self.ego_leader: tuple[int, float] = (-1, np.inf)  # (track, gap m) seen by the ego's IDM
         self.walk_area = shapely.union_all(
             [cw.polygon for cw in network.crosswalks.values()] or [shapely.Point(0, 0)]
         )
@@ -538,10 +541,6 @@ class TrafficSimulation:
     def _box(self, a, margin: float = 0.0) -> Polygon:
         return _box_polygon(a.x, a.y, a.heading, a.length + 2 * margin, a.width + 2 * margin)
 
-    def _all_boxes(self):
-        items = [*self.movers, *self.walkers, *self.statics]
-        return items, [self._box(a) for a in items]
-
     def _overlaps_any(self, box: Polygon, exclude, margin: float) -> bool:
         grown = box.buffer(margin, join_style=2) if margin else box
         for a in [*self.movers, *self.walkers, *self.statics]:
@@ -556,7 +555,7 @@ class TrafficSimulation:
     # ---------------------------------------------------------------- step
     def step(self) -> None:
         """Advance every agent by DT."""
-        lights = self._light_cache()
+        lights: dict[int, str] = {}  # signal status per connector, computed once per step
         occupancy = self._occupancy()
         busy_conn = {m.element for m in self.movers if self.el[m.element].is_connector}
         prev = [
@@ -572,9 +571,6 @@ class TrafficSimulation:
         self._maybe_change_lanes(occupancy)
         self._respawn()
         self.t += DT
-
-    def _light_cache(self) -> dict[int, str]:
-        return {}
 
     def _light(self, conn: int, cache: dict[int, str]) -> str:
         status = cache.get(conn)
@@ -929,8 +925,6 @@ def simulate(network: RoadNetwork, config: SimConfig, elements=None) -> SimResul
     """Run one log of ``config.duration_s`` seconds and record it frame by frame."""
     elements = elements if elements is not None else build_elements(network)
     sim = TrafficSimulation(network, elements, config)
-    sim.safety_stops = 0
-    sim.ego_leader = (-1, np.inf)
     sim.setup()
     n = int(round(config.duration_s / DT))
     ego = np.zeros((n, 8))
@@ -1014,7 +1008,7 @@ def simulate(network: RoadNetwork, config: SimConfig, elements=None) -> SimResul
         light_connector=np.asarray(light_conn, np.int64),
         light_status=np.asarray(light_status, dtype="<U6"),
     )
-    result.safety_stops = sim.safety_stops  # type: ignore[attr-defined]
+    result.safety_stops = sim.safety_stops
     result.validate()
     return result
 
