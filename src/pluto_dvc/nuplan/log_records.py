@@ -132,8 +132,22 @@ class EgoStates:
             _check_dtype(self, f.name, "float64")
 
 
+class _RowsPerFrame:
+    """Rows grouped by frame through ``frame_start`` (N+1,) offsets (CSR)."""
+
+    frame_start: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_start.shape[0]) - 1
+
+    def rows(self, frame: int) -> slice:
+        """The rows of frame ``frame``."""
+        return slice(int(self.frame_start[frame]), int(self.frame_start[frame + 1]))
+
+
 @dataclass
-class TrackedObjects:
+class TrackedObjects(_RowsPerFrame):
     """Detected boxes of every frame, flattened and sorted by frame (CSR over frames).
 
     frame_start: (N+1,) int64; frame i owns rows frame_start[i]:frame_start[i+1].
@@ -175,14 +189,6 @@ class TrackedObjects:
     def __len__(self) -> int:
         return int(self.track_index.shape[0])
 
-    @property
-    def num_frames(self) -> int:
-        return int(self.frame_start.shape[0]) - 1
-
-    def rows(self, frame: int) -> slice:
-        """The rows of frame ``frame``."""
-        return slice(int(self.frame_start[frame]), int(self.frame_start[frame + 1]))
-
     def validate(self) -> None:
         _check_1d(self, len(self), self._PER_BOX)
         _check_csr("TrackedObjects", self.frame_start, self.num_frames, len(self))
@@ -205,7 +211,7 @@ class TrackedObjects:
 
 
 @dataclass
-class TrafficLights:
+class TrafficLights(_RowsPerFrame):
     """Traffic-light status per frame (CSR over frames).
 
     frame_start: (N+1,) int64. lane_connector_id: (L,) int64 ``lane_connectors.fid`` of the map.
@@ -219,13 +225,6 @@ class TrafficLights:
 
     def __len__(self) -> int:
         return int(self.lane_connector_id.shape[0])
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.frame_start.shape[0]) - 1
-
-    def rows(self, frame: int) -> slice:
-        return slice(int(self.frame_start[frame]), int(self.frame_start[frame + 1]))
 
     def validate(self) -> None:
         _check_1d(self, len(self), ("lane_connector_id", "status"))
