@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from synthetic_factory import TINY_SYNTHETIC, tiny_synthetic_params  # noqa: F401  (re-exported)
+from synthetic_factory import tiny_synthetic_params
 
 from pluto_dvc.nuplan.paths import DatasetPaths, synthetic_paths
 from pluto_dvc.params import WorkerParams

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import TINY_SYNTHETIC
 from dvc_repo import DvcRepo
+from synthetic_factory import TINY_SYNTHETIC
 
 from pluto_dvc.cache import CacheDataset, FeatureSource, build_cache, read_failures
 from pluto_dvc.cache.inspect import verify_cache
