@@ -6,17 +6,19 @@ import re
 import zlib
 from pathlib import Path
 
+import lz4.block
 import numpy as np
 import pytest
-import zstandard
 from cache_fakes import FakeSource, fake_sample, make_selection
 
 from pluto_dvc.cache import CacheCorruptError, CacheDataset, build_cache, inspect_cache
-from pluto_dvc.cache.codec import SampleCodecError, decode_sample, encode_sample
+from pluto_dvc.cache.codec import SampleCodecError, decode_batch, decode_sample, encode_sample
 from pluto_dvc.cache.inspect import format_inspection, verify_cache
-from pluto_dvc.cache.manifest import read_manifest
+from pluto_dvc.cache.manifest import read_manifest, write_manifest
 from pluto_dvc.cache.shard import ShardWriter, read_footer, verify_shard
 from pluto_dvc.cli import main
+from pluto_dvc.errors import DataError
+from pluto_dvc.features import collate
 from pluto_dvc.params import WorkerParams
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -58,18 +60,65 @@ def test_codec_round_trip_keeps_keys_dtypes_shapes_and_values():
     assert encode_sample(dict(reversed(list(sample.items())))) == encode_sample(sample)
 
 
+def _blob(schema: bytes, dims: list[int], packed: bytes) -> bytes:
+    return len(schema).to_bytes(4, "little") + schema + np.asarray(dims, "<u4").tobytes() + packed
+
+
 def test_codec_refuses_objects_and_garbage():
     with pytest.raises(SampleCodecError, match="not storable"):
         encode_sample({"x": np.array([{"a": 1}], dtype=object)})
-    head = b'{"arrays":[["x","|O",[1]]]}'
-    forged = zstandard.ZstdCompressor().compress(len(head).to_bytes(4, "little") + head + bytes(8))
-    with pytest.raises(SampleCodecError, match="not storable"):
-        decode_sample(forged)
-    with pytest.raises(SampleCodecError, match="zstd"):
-        decode_sample(b"not a zstd frame at all")
-    blob = encode_sample({"x": np.arange(10)})
-    with pytest.raises(SampleCodecError):
-        decode_sample(blob[:-3])
+    eight = lz4.block.compress(bytes(8), store_size=False)
+    with pytest.raises(SampleCodecError, match="not storable"):  # a forged object array
+        decode_sample(_blob(b'[["x","|O",1]]', [1], eight))
+    assert decode_sample(_blob(b'[["x","<f8",1]]', [1], eight))["x"].tolist() == [0.0]
+    with pytest.raises(SampleCodecError, match="malformed"):
+        decode_sample(b"not a blob at all")
+    with pytest.raises(SampleCodecError, match="limit"):  # a header announcing 16 GiB
+        decode_sample(_blob(b'[["x","<f8",2]]', [1 << 16, 1 << 15], eight))
+    blob = encode_sample({"x": np.arange(1000)})
+    for broken in (blob[:-3], blob[:20], blob[:-1]):  # (flipped bytes: the CRC-32 catches them)
+        with pytest.raises(SampleCodecError):
+            decode_sample(broken)
+    sixteen = lz4.block.compress(bytes(16), store_size=False)
+    with pytest.raises(SampleCodecError, match="corrupt"):  # more data than the header describes
+        decode_sample(_blob(b'[["x","<f8",1]]', [1], sixteen))
+    with pytest.raises(SampleCodecError, match="inflates to 8 bytes"):  # less
+        decode_sample(_blob(b'[["x","<f8",1]]', [2], eight))
+
+
+def test_decode_batch_equals_collate_of_decoded_samples():
+    samples = [fake_sample("log", f"{i:016x}") for i in range(5)]
+    for sample in samples:  # odd-width items (str, 2-byte) and scalars ride along
+        sample["names"] = np.array(["lane", "crosswalk", f"{sample['agent.category'].size:9d}"])
+        sample["scalar"] = np.asarray(sample["agent.category"].size, np.int16)
+    samples[2]["static_objects.position"] = np.zeros((0, 2), np.float32)
+    blobs = [encode_sample(s) for s in samples]
+    expected = collate(samples)
+    batch = decode_batch(blobs)
+    assert _same(batch, expected)
+    # padded rows are zero / False, whatever earlier batches left in the scratch buffers
+    decode_batch(blobs[::-1])
+    assert _same(decode_batch(blobs[:2]), collate(samples[:2]))
+    assert all(a.flags.writeable and a.flags.c_contiguous for a in batch.values())
+    with pytest.raises(ValueError, match="at least one"):
+        decode_batch([])
+    wider = dict(samples[1], names=np.array(["a much longer name"]))  # dtype <U18: numpy promotes
+    assert _same(decode_batch([blobs[0], encode_sample(wider)]), collate([samples[0], wider]))
+    other = dict(samples[0])
+    del other["cost_maps"]
+    with pytest.raises(ValueError, match="different keys"):
+        decode_batch([blobs[0], encode_sample(other)])
+    other = dict(samples[0], **{"agent.position": np.zeros((3, 7, 2), np.float32)})
+    with pytest.raises(ValueError, match="beyond the first axis"):
+        decode_batch([blobs[0], encode_sample(other)])
+
+
+def test_decoded_arrays_do_not_share_memory_between_samples():
+    blobs = [encode_sample(fake_sample("log", f"{i:016x}")) for i in range(2)]
+    first = decode_sample(blobs[0])
+    snapshot = {k: a.copy() for k, a in first.items()}
+    decode_sample(blobs[1])  # reuses the scratch buffers
+    assert _same(first, snapshot)
 
 
 def test_no_pickle_in_the_product():
@@ -122,6 +171,16 @@ def test_dataset_reads_every_sample_by_manifest_row(built):
     assert _same(sub[3], fake_sample(one_log, sub.key(3)[1]))
     with pytest.raises(IndexError):
         ds[len(ds)]
+    picked = [20, 3, 3, 11]  # any order, repeats allowed: what a shuffled sampler asks for
+    assert _same(ds.batch(picked), collate([ds[i] for i in picked]))
+
+
+def test_cache_of_another_codec_is_refused_with_a_rebuild_hint(built, tmp_path: Path):
+    cache = _copy(built[0], tmp_path / "cache")
+    m = read_manifest(cache)
+    write_manifest(cache, m.table, dict(m.meta, codec="zstd1-grouped-shuffle-json/1"))
+    with pytest.raises(DataError, match=r"codec 'zstd1-grouped-shuffle-json/1'.*dvc repro"):
+        CacheDataset(cache)
 
 
 def test_manifest_records_shards_with_checksums(built):

@@ -4,7 +4,7 @@ On disk (``data/cache/``, a DVC output)::
 
     manifest.parquet   one row per sample -> (shard, offset, length, crc32) + the shard table
     failures.parquet   one row per failed scenario (token, log, kind, reason)
-    shards/<sha256>.shard   many zstd-compressed samples each (format: :mod:`.shard`, :mod:`.codec`)
+    shards/<sha256>.shard   many LZ4-compressed samples each (format: :mod:`.shard`, :mod:`.codec`)
 
 ``run_build_cache(params)`` is the ``build_cache`` stage; ``CacheDataset`` reads samples for
 training; ``verify_cache`` / ``inspect_cache`` back ``pluto-dvc cache verify|inspect``.

@@ -2,7 +2,10 @@
 
 Torch-free (wrap it in a ``torch.utils.data.Dataset`` or hand it to a DataLoader as is).
 ``__getitem__`` is O(1): manifest row -> one ``os.pread`` of (offset, length) -> CRC-32 check ->
-decode. There is no directory scan. Each process verifies a shard's SHA-256 the first time it
+decode. There is no directory scan. ``batch(indices)`` returns the collated batch, decoded straight
+into the padded (B, ...) arrays: the fast path for training (with a torch DataLoader: pass a
+``BatchSampler`` as ``sampler`` and ``batch_size=None``, and let the dataset's ``__getitem__`` call
+``batch``). Each process verifies a shard's SHA-256 the first time it
 touches it; a mismatch raises :class:`~pluto_dvc.cache.shard.CacheCorruptError` naming the shard.
 File descriptors are opened lazily per process (safe across ``fork``; the object pickles without
 them for spawn-based loaders) and at most ``max_open_files`` stay open.
@@ -21,9 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pluto_dvc.cache.codec import decode_sample
+from pluto_dvc.cache.codec import CODEC, decode_batch, decode_sample
 from pluto_dvc.cache.manifest import read_manifest
 from pluto_dvc.cache.shard import read_blob, verify_shard
+from pluto_dvc.errors import DataError
 
 
 class CacheDataset:
@@ -42,6 +46,12 @@ class CacheDataset:
         max_open_files: int = 64,
     ):
         manifest = read_manifest(cache_dir)
+        if manifest.meta.get("codec") != CODEC:
+            raise DataError(
+                f"cache {cache_dir} was written with codec {manifest.meta.get('codec')!r}; this "
+                f"version reads {CODEC!r}. Rebuild it with `dvc repro build_cache` (or "
+                "`pluto-dvc build-cache`)"
+            )
         table = manifest.table
         if log_names is not None:
             keep = pa.array(sorted(set(log_names)), pa.string())
@@ -69,6 +79,10 @@ class CacheDataset:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return decode_sample(self.read_blob(index))
+
+    def batch(self, indices: Iterable[int]) -> dict[str, np.ndarray]:
+        """The collated batch of samples ``indices`` (equal to ``collate([self[i] for i in ...])``)."""
+        return decode_batch([self.read_blob(int(i)) for i in indices])
 
     def key(self, index: int) -> tuple[str, str, str]:
         """(log_name, token, scenario_type) of sample ``index``."""
