@@ -91,6 +91,8 @@ def test_decode_batch_equals_collate_of_decoded_samples():
     for sample in samples:  # odd-width items (str, 2-byte) and scalars ride along
         sample["names"] = np.array(["lane", "crosswalk", f"{sample['agent.category'].size:9d}"])
         sample["scalar"] = np.asarray(sample["agent.category"].size, np.int16)
+    for i, sample in enumerate(samples):  # big enough to be decoded straight into the batch
+        sample["wide"] = np.full((i % 3 + 1, 70_000), i + 0.5, np.float32)
     samples[2]["static_objects.position"] = np.zeros((0, 2), np.float32)
     blobs = [encode_sample(s) for s in samples]
     expected = collate(samples)
