@@ -147,6 +147,22 @@ def _read_rate(n: int, load_batch, seconds: float = 6.0) -> float:
     return done / (time.perf_counter() - start)
 
 
+def _loader_rate(ds: CacheDataset, seconds: float = 6.0) -> float:
+    """Samples/s of iterating ``batch_loader(ds, 32, shuffle=True)`` in this process."""
+    from pluto_dvc.cache.torch_loader import batch_loader  # noqa: PLC0415 - imports torch
+
+    loader = batch_loader(ds, BATCH, shuffle=True, seed=0)
+    for _ in loader:  # warm
+        pass
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for batch in loader:
+            done += len(batch["current_state"])
+            if time.perf_counter() - start >= seconds:
+                break
+    return done / (time.perf_counter() - start)
+
+
 def _burn(n: int) -> int:
     total = 0
     for i in range(n):
@@ -253,12 +269,15 @@ def main() -> None:
         ours = _read_rate(n, ds.batch)
         ours_items = _read_rate(n, lambda b: collate([ds[int(i)] for i in b]))
         base = _read_rate(n, lambda b: collate([_read_baseline(paths[int(i)]) for i in b]))
+        torch_rate = _loader_rate(ds)
         result["read"] = {
             "batch_size": BATCH,
             "ours_samples_per_s": round(ours, 1),
             "ours_how": "CacheDataset.batch(indices): blobs decoded straight into the batch",
             "ours_per_item_samples_per_s": round(ours_items, 1),
             "ours_per_item_how": "collate([CacheDataset[i] for i in indices])",
+            "ours_torch_loader_samples_per_s": round(torch_rate, 1),
+            "ours_torch_loader_how": "batch_loader(shuffle=True, num_workers=0): tensors",
             "baseline_samples_per_s": round(base, 1),
             "baseline_how": "collate([gzip + pickle.load of each scenario file])",
             "speedup": round(ours / base, 2),
