@@ -17,12 +17,16 @@ from pluto_dvc.reference import scenario_types
 from pluto_dvc.synthetic.dataset import plan_logs, road_elements, road_network
 from pluto_dvc.synthetic.nuplan_tables import GOAL_AHEAD_S, SCENE_S
 from pluto_dvc.synthetic.simulation import (
+    BARRIER,
     BICYCLE,
+    CONE,
     DT,
     EGO_LENGTH_M,
     EGO_REAR_AXLE_TO_CENTER_M,
     EGO_WIDTH_M,
+    GENERIC,
     KIND_CATEGORY,
+    SIGN,
     VEHICLE,
     SimConfig,
     simulate,
@@ -31,6 +35,7 @@ from pluto_dvc.synthetic.tagger import frame_tags
 
 SPEED_MARGIN = 1.0  # m/s above the limit
 MAX_ACCEL, MAX_DECEL, MAX_YAW_RATE = 2.0, 8.0, 1.0
+STATIC_KINDS = [CONE, BARRIER, SIGN, GENERIC]
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +80,23 @@ def test_no_two_boxes_overlap_at_any_frame(sim):
         a, b = tree.query(boxes, predicate="intersects")
         clash = a < b
         assert not clash.any(), f"frame {i}: boxes {a[clash]} and {b[clash]} overlap"
+
+
+def test_static_objects_stand_in_carparks_or_beside_the_road_never_on_a_lane(sim):
+    """Some statics are in carparks (drivable area, so PLUTO's static features see them)."""
+    network, result = sim
+    rows = np.flatnonzero(
+        (result.box_frame == 0) & np.isin(result.track_kind[result.box_track], STATIC_KINDS)
+    )
+    boxes = [_box(*result.box_state[r, [0, 1, 2, 4, 3]]) for r in rows]
+    lanes = shapely.union_all(
+        [g.polygon for g in network.lane_groups.values()]
+        + [c.polygon for c in network.lane_group_connectors.values()]
+    )
+    carparks = shapely.union_all(list(network.carpark_areas.values()))
+    assert not any(box.intersects(lanes) for box in boxes)
+    in_carpark = [box.intersects(carparks) for box in boxes]
+    assert 0 < sum(in_carpark) < len(boxes)  # in carparks and on sidewalks
 
 
 def test_speeds_stay_within_the_limit(sim):

@@ -4,8 +4,8 @@ Vehicles (the ego among them) and cyclists move along lane/connector polylines w
 Intelligent Driver Model: they follow leaders across element boundaries, slow down for lower speed
 limits ahead, stop at red lights, wait for crossing connectors to clear and for pedestrians on
 crosswalks, and change lanes with a gap check. Pedestrians cross at crosswalks when no vehicle is
-close. Parked vehicles stand in carparks; static objects (cones, barriers, signs) stand off the
-lanes. A final safety pass keeps every pair of boxes apart: a move that would overlap another box
+close. Parked vehicles stand in carparks, with a cone or object in some empty bays; other static
+objects (cones, barriers, signs) stand on sidewalks, off the lanes. A final safety pass keeps every pair of boxes apart: a move that would overlap another box
 is not taken.
 
 Frames: global UTM metres, headings in radians (counter-clockwise from +x). Positions are box
@@ -39,6 +39,12 @@ DETECTION_RANGE_M = 100.0  # boxes are logged within this square around the ego
 
 # agent kinds (the nuPlan category is derived from these)
 VEHICLE, BICYCLE, PEDESTRIAN, PARKED, CONE, BARRIER, SIGN, GENERIC = range(8)
+_STATIC_SIZES = {  # (width, length, height) m
+    CONE: (0.4, 0.4, 0.7),
+    BARRIER: (0.5, 2.0, 1.0),
+    SIGN: (0.6, 0.3, 1.5),
+    GENERIC: (0.8, 0.8, 0.9),
+}
 KIND_CATEGORY = {
     VEHICLE: "vehicle",
     BICYCLE: "bicycle",
@@ -488,7 +494,11 @@ class TrafficSimulation:
         return limit * desire
 
     def _add_statics(self) -> None:
-        """Parked vehicles in carparks, cones / barriers / signs / objects beside the roads."""
+        """Parked vehicles in carparks, cones / barriers / signs / objects beside the roads.
+
+        Some empty carpark bays hold a cone or a generic object: carparks belong to the drivable
+        area, so these are the static objects PLUTO's feature keeps (nothing is put on a lane).
+        """
         for poly in self.net.carpark_areas.values():
             rect = poly.minimum_rotated_rectangle
             xy = np.asarray(rect.exterior.coords)[:4]
@@ -500,21 +510,19 @@ class TrafficSimulation:
             heading = float(np.arctan2(n[1], n[0]))
             for row in (0.25, 0.75):
                 for k in np.arange(1.6, along - 1.6, 2.9):
-                    if self.rng.random() < 0.3:
-                        continue
                     p = xy[0] + u * k + n * (row * across)
+                    empty_bay = self.rng.random() < 0.3
                     if not poly.contains(shapely.Point(p)):
                         continue
-                    size = (1.9, float(self.rng.uniform(4.3, 4.9)), 1.6)
-                    self._add_static(PARKED, p, heading, size)
+                    if not empty_bay:
+                        size = (1.9, float(self.rng.uniform(4.3, 4.9)), 1.6)
+                        self._add_static(PARKED, p, heading, size)
+                    elif self.rng.random() < 0.5:  # a cone or object closing the bay
+                        kind = (CONE, GENERIC)[int(self.rng.integers(2))]
+                        self._add_static(kind, p, heading, _STATIC_SIZES[kind])
         walkways = list(self.net.walkways.values())
         kinds = (CONE, CONE, BARRIER, SIGN, GENERIC)
-        sizes = {
-            CONE: (0.4, 0.4, 0.7),
-            BARRIER: (0.5, 2.0, 1.0),
-            SIGN: (0.6, 0.3, 1.5),
-            GENERIC: (0.8, 0.8, 0.9),
-        }
+        sizes = _STATIC_SIZES
         for _ in range(min(60, 2 * len(walkways))):
             if not walkways:
                 break
