@@ -174,9 +174,9 @@ def _parse_schema(head: bytes) -> _Schema:
 class _Layout:
     """What one blob holds and where each array goes.
 
-    ``shapes``, ``counts`` (items): per array; ``starts``: per array, byte offset inside its group; ``group_bytes``:
-    per group; ``packed_start``: offset of the LZ4 block in the blob; ``out_starts``: per group,
-    its (16-aligned) offset in a decoded buffer of ``out_bytes`` bytes.
+    ``shapes``, ``counts`` (items): per array; ``starts``: per array, byte offset inside its
+    group; ``group_bytes``: per group; ``packed_start``: offset of the LZ4 block in the blob;
+    ``out_starts``: per group, its (16-aligned) offset in a decoded buffer of ``out_bytes`` bytes.
     """
 
     schema: _Schema
