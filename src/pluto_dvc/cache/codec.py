@@ -142,6 +142,7 @@ class _Schema:
     group_of: tuple[int, ...]  # per array: index into group_sizes
     itemsizes: tuple[int, ...]
     dim_slices: tuple[tuple[int, int], ...]  # per array: its slice of the dims table
+    members: tuple[tuple[int, ...], ...]  # per group: its arrays' indices, in key order
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,14 +160,18 @@ def _parse_schema(head: bytes) -> _Schema:
         raise SampleCodecError(f"blob header is malformed: {exc}") from None
     sizes = sorted({d.itemsize for d in dtypes}, reverse=True)
     ends = np.cumsum([0, *ndims]).tolist()
+    group_of = tuple(sizes.index(d.itemsize) for d in dtypes)
     return _Schema(
         tuple(keys),
         tuple(dtypes),
         tuple(ndims),
         tuple(sizes),
-        tuple(sizes.index(d.itemsize) for d in dtypes),
+        group_of,
         tuple(d.itemsize for d in dtypes),
         tuple(zip(ends[:-1], ends[1:], strict=True)),
+        tuple(
+            tuple(a for a, g in enumerate(group_of) if g == group) for group in range(len(sizes))
+        ),
     )
 
 
@@ -247,7 +252,10 @@ def _inflate(blob: bytes, layout: _Layout) -> np.ndarray:
 
 
 def _unshuffle_groups(
-    raw: np.ndarray, layout: _Layout, out: np.ndarray, direct: Mapping[int, np.ndarray] = {}
+    raw: np.ndarray,
+    layout: _Layout,
+    out: np.ndarray,
+    direct: Mapping[int, np.ndarray] | None = None,
 ) -> None:
     """Un-shuffle every group of ``raw`` into ``out`` at its ``out_starts`` offset.
 
@@ -255,6 +263,7 @@ def _unshuffle_groups(
     instead of ``out`` (saves copying big arrays out of a scratch buffer).
     """
     schema, pos = layout.schema, 0
+    direct = direct or {}
     direct_groups = {schema.group_of[a] for a in direct}
     for g, (k, nbytes, start) in enumerate(
         zip(schema.group_sizes, layout.group_bytes, layout.out_starts, strict=True)
@@ -264,7 +273,7 @@ def _unshuffle_groups(
         if g not in direct_groups:
             _unshuffle_into(planes, out[start : start + nbytes])
             continue
-        for a in (a for a, group in enumerate(schema.group_of) if group == g):
+        for a in schema.members[g]:
             first, count = layout.starts[a] // k, layout.counts[a]
             dest = direct.get(a)
             if dest is None:
