@@ -87,7 +87,7 @@ class ModelConfig:
                 if d % h:
                     problems.append(f"history level width {d} not divisible by heads {h}")
                 if k < 1 or k % 2 == 0:
-                    problems.append(f"history kernel {k} must be odd and positive")
+                    problems.append(f"history_kernels: {k} must be odd and positive")
         for name in ("dropout", "drop_path", "state_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in [0, 1)")
