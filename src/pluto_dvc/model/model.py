@@ -624,9 +624,10 @@ class PlutoModel(nn.Module):
         agent_valid[:, 0] = True  # the ego token always takes part
         others = agent_valid.clone()
         others[:, 0] = False
-        x_agent = feats.new_zeros(b, a, c.dim)
-        x_agent[others] = self.history_encoder(feats[others])
-        x_agent[:, 0] = self.ego_encoder(batch.current_state[:, :6])
+        history = self.history_encoder(feats[others])
+        x_agent = history.new_zeros(b, a, c.dim)  # (dtype of the encoder under autocast)
+        x_agent[others] = history
+        x_agent[:, 0] = self.ego_encoder(batch.current_state[:, :6]).to(history.dtype)
         x_agent = x_agent + self.agent_type_emb(agent.category.long())
         agent_pose = pose(agent.position[:, :, present], agent.heading[:, :, present])
 
