@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pluto_dvc.cache.codec import MAX_SAMPLE_BYTES
 from pluto_dvc.errors import DataError
 
 MAGIC = b"PLUTOSH1"
@@ -36,6 +37,8 @@ TMP_PREFIX = ".tmp-"
 _TRAILER = struct.Struct("<QII8s")
 _NAME = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
+# The largest blob a reader accepts: a sample's limit plus LZ4's worst-case growth and a header.
+MAX_BLOB_BYTES = MAX_SAMPLE_BYTES + MAX_SAMPLE_BYTES // 255 + (1 << 20)
 
 
 class CacheCorruptError(DataError):
@@ -53,6 +56,11 @@ def corrupt(shard: str | Path, what: str) -> CacheCorruptError:
 def is_shard_name(name: str) -> bool:
     """True for ``<64 hex>.shard`` (a finished shard; temporaries start with ``.tmp-``)."""
     return name.endswith(SUFFIX) and _NAME.fullmatch(name[: -len(SUFFIX)]) is not None
+
+
+def shard_data_end(size: int) -> int:
+    """The furthest a blob can reach in a shard file of ``size`` bytes (its trailer follows)."""
+    return size - _TRAILER.size
 
 
 @dataclass(frozen=True)
@@ -150,9 +158,13 @@ def read_footer(path: str | Path) -> dict[str, Any]:
     if zlib.crc32(data) != crc:
         raise corrupt(path, "footer checksum mismatch")
     try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise corrupt(path, f"footer is not JSON ({exc})") from None
+        footer = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise corrupt(path, f"footer is not JSON ({what})") from None
+    if not isinstance(footer, dict):
+        raise corrupt(path, "footer is not a JSON object")
+    return footer
 
 
 def file_sha256(path: str | Path) -> str:
@@ -177,8 +189,17 @@ def verify_shard(path: str | Path, sha256: str | None = None) -> None:
 
 
 def read_blob(fd: int, ref_offset: int, length: int, crc32: int, shard: str | Path) -> bytes:
-    """``length`` bytes at ``ref_offset`` of an open shard, checked against ``crc32``."""
-    blob = os.pread(fd, length, ref_offset)
+    """``length`` bytes at ``ref_offset`` of an open shard, checked against ``crc32``.
+
+    Offsets and lengths come from a manifest or footer, which may be crafted: they are bounded
+    (``0 < length <= MAX_BLOB_BYTES``, ``offset >= len(MAGIC)``) before anything is read.
+    """
+    if not len(MAGIC) <= ref_offset or not 0 < length <= MAX_BLOB_BYTES:
+        raise corrupt(shard, f"sample at offset {ref_offset} has an impossible length {length}")
+    try:
+        blob = os.pread(fd, length, ref_offset)
+    except (OSError, OverflowError) as exc:
+        raise corrupt(shard, f"sample at offset {ref_offset} cannot be read ({exc})") from None
     if len(blob) != length:
         raise corrupt(shard, f"sample at offset {ref_offset} is truncated")
     if zlib.crc32(blob) != crc32:
