@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pluto_dvc.io import temp_file_beside
 from pluto_dvc.nuplan.log_schema import SCHEMA, TOKEN_BYTES, Column, Table, create_statements
 from pluto_dvc.nuplan.log_schema import index_statements as _index_statements
 
@@ -30,8 +30,7 @@ def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequ
     """
     path = Path(path)
     rows = {name: _table_rows(name, columns) for name, columns in tables.items()}
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp_name = temp_file_beside(path)
     try:
         con = sqlite3.connect(tmp_name, isolation_level=None)
         try:
