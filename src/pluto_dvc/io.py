@@ -2,7 +2,8 @@
 
 ``temp_file_beside(path)`` creates the temporary file of a write-then-rename next to ``path``.
 ``tempfile.mkstemp`` alone would create it with mode 0600, and the rename would keep that mode:
-a team sharing a machine or a DVC cache could not read the outputs.
+a team sharing a machine or a DVC cache could not read the outputs. ``with_path`` adds the file
+name to an OSError that lacks it, so that a full disk can be reported with its path.
 """
 
 from __future__ import annotations
@@ -35,3 +36,10 @@ def temp_file_beside(path: str | os.PathLike) -> str:
     finally:
         os.close(fd)
     return tmp
+
+
+def with_path(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` naming the file it concerns (``file.write`` and pyarrow errors name none)."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from pluto_dvc.cache.shard import MAGIC, CacheCorruptError, is_shard_name, shard_data_end
 from pluto_dvc.errors import DataError
-from pluto_dvc.io import temp_file_beside
+from pluto_dvc.io import temp_file_beside, with_path
 
 FORMAT = "pluto-dvc-cache/2"  # 2: the manifest carries manifest_sha256
 CHECKSUM_KEY = "manifest_sha256"
@@ -96,9 +96,11 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise with_path(exc, path) from None
         raise
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from pluto_dvc.cache.codec import MAX_SAMPLE_BYTES
 from pluto_dvc.errors import DataError
+from pluto_dvc.io import with_path
 
 MAGIC = b"PLUTOSH1"
 END = b"PLUTOEND"
@@ -90,7 +91,10 @@ class ShardWriter:
         self._write(MAGIC)
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:  # a full disk: say which file
+            raise with_path(exc, self.tmp) from None
         self._hash.update(data)
         self._pos += len(data)
 
@@ -106,8 +110,11 @@ class ShardWriter:
         offset = self._pos
         self._write(data)
         self._write(_TRAILER.pack(offset, len(data), zlib.crc32(data), END))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise with_path(exc, self.tmp) from None
         self._file.close()
         final = self.directory / f"{self._hash.hexdigest()}{SUFFIX}"
         os.replace(self.tmp, final)
