@@ -119,14 +119,16 @@ def _cmd_cache_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pluto_dvc.cache.inspect import verify_cache
-    from pluto_dvc.cache.manifest import read_manifest
+    from pluto_dvc.cache.manifest import load_manifest
 
-    total = len(read_manifest(args.cache_dir).shards)
+    shards = load_manifest(args.cache_dir).meta.get("shards")  # verify checks it, and lists all
+    total = len(shards) if isinstance(shards, list) else 0
     with tqdm(total=total, unit="shard", desc="verify", disable=not sys.stderr.isatty()) as bar:
         report = verify_cache(args.cache_dir, progress=bar.update)
     print(
         f"ok: {report.num_shards} shards, {report.num_samples} samples, "
-        f"{report.bytes / 2**20:.1f} MiB: every SHA-256 and CRC-32 matches"
+        f"{report.bytes / 2**20:.1f} MiB: the manifest's checksum, rows and counts agree with "
+        "the shard footers; every SHA-256 and CRC-32 matches"
     )
     if report.extra_files:
         n = len(report.extra_files)

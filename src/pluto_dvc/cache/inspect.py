@@ -159,6 +159,7 @@ def verify_cache(
     rows = table.select(SAMPLE_COLUMNS).to_pydict()
     total = 0
     failures_listed = 0
+    samples_listed = sum(s["samples"] for s in manifest.shards)
     for i, shard in enumerate(manifest.shards):
         shard_path = manifest.shard_path(i)
         picked = order[bounds[i] : bounds[i + 1]].tolist()
@@ -174,7 +175,7 @@ def verify_cache(
     failures = read_failures(cache_dir).num_rows
     for what, value, want in (
         ("num_failures", meta.get("num_failures"), failures_listed),
-        ("num_scenarios", meta.get("num_scenarios"), table.num_rows + failures_listed),
+        ("num_scenarios", meta.get("num_scenarios"), samples_listed + failures_listed),
     ):
         if value != want:
             problems.append(f"{path}: metadata {what} is {value!r}, the shard table says {want}")
@@ -195,8 +196,8 @@ def _corrupt_cache(cache_dir: str | Path, problems: list[str]) -> CacheCorruptEr
     return CacheCorruptError(
         f"{len(problems)} problem(s) in cache {cache_dir}:\n  "
         + "\n  ".join(problems)
-        + "\nRestore with `dvc checkout data/cache` or delete the bad shard(s) and run "
-        "`dvc repro build_cache` (only those shards are rebuilt; a bad manifest is rewritten)."
+        + "\nRestore with `dvc checkout data/cache`, or run `dvc repro -f build_cache` (it "
+        "writes only the bad shards again, and the manifest)."
     )
 
 

@@ -49,7 +49,7 @@ class CacheCorruptError(DataError):
 def corrupt(shard: str | Path, what: str) -> CacheCorruptError:
     return CacheCorruptError(
         f"cache shard {shard} is corrupt: {what}. Restore it with `dvc checkout data/cache` "
-        "(or delete it and run `dvc repro build_cache`, which rebuilds only that shard); "
+        "(or run `dvc repro -f build_cache`, which writes only the corrupt shards again); "
         "`pluto-dvc cache verify` checks every shard"
     )
 
