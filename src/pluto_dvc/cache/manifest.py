@@ -9,7 +9,7 @@ counts and the shard table ``shards: [{name, sha256, bytes, samples, failures}]`
 both, so replacing it (temp + rename) switches the whole cache atomically.
 
 Integrity: ``manifest_sha256`` (in the metadata) is the SHA-256 of the rest of the metadata and of
-every row (:func:`rows_sha256`); :func:`read_manifest` recomputes it (about 0.1 s per million rows)
+every row (:func:`rows_sha256`); :func:`read_manifest` recomputes it (about 0.2 s per million rows)
 and checks what a reader relies on before any shard is opened: shard names are content-addressed
 (``<64 hex>.shard``, nothing else is ever opened), every row points at a listed shard and lies inside
 it, and the row count equals the metadata's ``num_samples``. Anything else is a

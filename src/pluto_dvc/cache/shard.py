@@ -201,7 +201,7 @@ def read_blob(fd: int, ref_offset: int, length: int, crc32: int, shard: str | Pa
     Offsets and lengths come from a manifest or footer, which may be crafted: they are bounded
     (``0 < length <= MAX_BLOB_BYTES``, ``offset >= len(MAGIC)``) before anything is read.
     """
-    if not len(MAGIC) <= ref_offset or not 0 < length <= MAX_BLOB_BYTES:
+    if ref_offset < len(MAGIC) or not 0 < length <= MAX_BLOB_BYTES:
         raise corrupt(shard, f"sample at offset {ref_offset} has an impossible length {length}")
     try:
         blob = os.pread(fd, length, ref_offset)
