@@ -249,9 +249,7 @@ def _craft_shard(directory: Path, footer: dict, blobs: tuple[bytes, ...] = ()) -
         return w.finish(footer)
 
 
-def test_a_footer_without_samples_is_corrupt_in_verify_and_ignored_by_the_build(
-    clean, cache: Path
-):
+def test_a_footer_without_samples_is_corrupt_in_verify_and_ignored_by_the_build(clean, cache: Path):
     m = read_manifest(cache)
     fingerprint = m.meta["fingerprint"]
     crafted = _craft_shard(
