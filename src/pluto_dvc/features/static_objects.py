@@ -34,12 +34,15 @@ def present_statics(
     frame: int,
     origin: np.ndarray,
     angle: float,
+    center: np.ndarray,
     radius: float,
 ) -> PresentStatics:
+    """Static objects whose centre is within ``radius`` of the ego ``center`` (PLUTO's rule),
+    in the frame of the rear axle ``origin`` / ``angle``."""
     rows = np.arange(*tracks.rows(frame).indices(len(tracks)))
     rows = rows[static_category[rows] >= 0]
     xy = np.stack([tracks.x[rows], tracks.y[rows]], axis=1)
-    dist = np.hypot(*(xy - origin).T)
+    dist = np.hypot(*(xy - center).T)
     near = dist <= radius
     rows, xy, dist = rows[near], xy[near], dist[near]
     order = np.lexsort((tracks.track_index[rows], dist))
