@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import sqlite3
+import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +26,13 @@ import numpy as np
 from pluto_dvc.nuplan.log_schema import SCHEMA, TOKEN_BYTES, Column, Table, create_statements
 from pluto_dvc.nuplan.log_schema import index_statements as _index_statements
 
-SENSOR_PICKLE_PROTOCOL = 4  # any protocol unpickles; 4 is what Python 3.8+ writes by default
+
+def pickled_float_list(values: Sequence[float]) -> bytes:
+    """The bytes ``pickle.dumps(list_of_floats, protocol=2)`` writes, built without the pickle
+    module (no product module imports it): PROTO 2, EMPTY_LIST, BINPUT 0, MARK, one BINFLOAT
+    (big-endian double) per value, APPENDS, STOP. At least two values."""
+    body = b"".join(b"G" + struct.pack(">d", float(v)) for v in values)
+    return b"\x80\x02]q\x00(" + body + b"e."
 
 
 def sensor_extrinsics_blobs(
@@ -48,10 +54,7 @@ def sensor_extrinsics_blobs(
         )
     if abs(float(np.linalg.norm(q)) - 1.0) > 1e-6:
         raise ValueError(f"sensor rotation {q} is not a unit quaternion (w, x, y, z)")
-    return (
-        pickle.dumps(t, protocol=SENSOR_PICKLE_PROTOCOL),
-        pickle.dumps(q, protocol=SENSOR_PICKLE_PROTOCOL),
-    )
+    return pickled_float_list(t), pickled_float_list(q)
 
 
 def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequence]]) -> None:
