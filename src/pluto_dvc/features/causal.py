@@ -30,7 +30,7 @@ import numpy as np
 import shapely
 
 from pluto_dvc.features.agents import EGO_LENGTH, EGO_REAR_AXLE_TO_CENTER, EGO_WIDTH
-from pluto_dvc.features.geometry import box_corners, rotation, wrap_angle
+from pluto_dvc.features.geometry import box_corners, project_point, rotation, wrap_angle
 from pluto_dvc.features.map_index import FeatureMap
 from pluto_dvc.features.records import AgentFeatures, CausalInfo
 from pluto_dvc.features.reference_lines import CandidatePath, direction_near
@@ -130,11 +130,7 @@ def trimmed_ego_path(
         return EgoPath(pts, np.zeros(len(pts)), progress)
     pts, cum = path.points, path.cum
     seg = np.diff(pts, axis=0)
-    d2 = np.maximum((seg**2).sum(axis=1), 1e-12)
-    t = np.clip(((center - pts[:-1]) * seg).sum(axis=1) / d2, 0.0, 1.0)
-    foot = pts[:-1] + t[:, None] * seg
-    k = int(np.argmin(((foot - center) ** 2).sum(axis=1)))
-    s0 = float(cum[k] + t[k] * np.sqrt(d2[k]))
+    s0, _ = project_point(center, pts, cum)
     s1 = min(s0 + EGO_PATH_M, float(cum[-1]))
     s = s0 + np.arange(0.0, s1 - s0 + 1e-9, PATH_STEP_M)
     xy = np.stack([np.interp(s, cum, pts[:, 0]), np.interp(s, cum, pts[:, 1])], axis=1)

@@ -123,14 +123,17 @@ def obstacle_corners(
 
 def signed_distance(mask: np.ndarray, resolution: float, far_m: float) -> np.ndarray:
     """(H, W) float32 exact signed distance (m) of a uint8 0/1 mask, positive on 1 pixels."""
-    inside = int(mask.sum())
+    inside = cv2.countNonZero(mask)
     if inside == 0:
         return np.full(mask.shape, -far_m, dtype=np.float32)
     if inside == mask.size:
         return np.full(mask.shape, far_m, dtype=np.float32)
     d_in = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    d_out = cv2.distanceTransform(1 - mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return (d_in - d_out) * np.float32(resolution)
+    outside = cv2.compare(mask, 0, cv2.CMP_EQ)  # 255 where mask == 0
+    d_out = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    sdf = cv2.subtract(d_in, d_out)
+    sdf *= np.float32(resolution)
+    return sdf
 
 
 def build_cost_map(mask: np.ndarray, grid: Grid) -> CostMap:

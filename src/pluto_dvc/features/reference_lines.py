@@ -27,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from pluto_dvc.features.geometry import project_onto_polylines, rotation, wrap_angle
+from pluto_dvc.features.geometry import (
+    project_onto_polylines,
+    project_point,
+    rotation,
+    wrap_angle,
+)
 from pluto_dvc.features.map_index import CONNECTOR, FeatureMap
 from pluto_dvc.features.records import ReferenceLines
 
@@ -90,14 +95,6 @@ def start_lanes(
     return rows[order]
 
 
-def _project(point: np.ndarray, pts: np.ndarray) -> tuple[float, float]:
-    """Arc length and signed lateral offset of ``point`` on the polyline ``pts``."""
-    if len(pts) < 2:
-        return 0.0, float(np.hypot(*(point - pts[0])))
-    s, d = project_onto_polylines(point[None], pts[None], np.ones((1, len(pts)), dtype=bool))
-    return float(s[0, 0]), float(d[0, 0])
-
-
 def _dense_path(fmap: FeatureMap, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) dense centreline of consecutive rows (a successor's repeated first vertex dropped)
     and its (N,) arc length."""
@@ -120,8 +117,7 @@ def candidate_paths(
     """Every path of rule 2 from every start, trimmed by rule 3, in search order."""
     out: list[CandidatePath] = []
     for start in starts.tolist():
-        pts, _ = fmap.centerline_of(start)
-        s0, _ = _project(rear_axle, pts)
+        s0, _ = project_point(rear_axle, *fmap.centerline_of(start))
         stack = [([start], float(fmap.length[start]) - s0)]
         found: list[list[int]] = []
         while stack and len(found) < MAX_PATHS:
@@ -134,7 +130,7 @@ def candidate_paths(
                 stack.append((path + [r], covered + float(fmap.length[r])))
         for path in found:
             points, cum = _dense_path(fmap, path)
-            s_ego, _ = _project(rear_axle, points)
+            s_ego, _ = project_point(rear_axle, points, cum)
             s_ego = min(max(s_ego, 0.0), float(cum[-1]))
             end = min(s_ego + length_m, float(cum[-1]))
             out.append(CandidatePath(path, points, cum, s_ego, end - s_ego))
