@@ -134,3 +134,20 @@ def test_cost_map_follows_the_ego_heading(road):
     inside = np.flatnonzero(cost[:, 300] > 0)
     assert inside.tolist() == list(range(273, 309))
     assert np.all(cost[273:309] > 0) and np.all(cost[:273] < 0) and np.all(cost[309:] < 0)
+
+
+def test_static_objects_are_obstacles_within_the_half_side_whatever_the_radius(road):
+    """PLUTO clears every static object within 60 m of the rear axle from the drivable area,
+    independently of the feature radius (here 30 m: the cone 40 m ahead is no static-object
+    feature, yet the cost map is negative at it)."""
+    n = 240
+    x, y, h, v = ego_drive(n, (0.0, 0.0), 0.0, 0.0)
+    cone = [Box(1, f, "traffic_cone", 40.0, 0.0, 0.0, 1.0, 1.0) for f in range(n)]
+    log = make_log(LogSpec(x, y, h, v, route=(100,), boxes=cone))
+    s = LogFeatureBuilder(FeatureParams(radius_m=30.0), log, road).build(40)
+    assert s["static_objects.position"].shape == (0, 2)
+    # the cone's centre: column 300 + 40 / 0.2 - 0.5, row 300 - 0 - 0.5 -> pixel (299/300, 499/500)
+    assert float(s["cost_maps"][300, 500, 0]) < 0.0
+    s = LogFeatureBuilder(FeatureParams(), log, road).build(40)
+    assert s["static_objects.position"].shape == (1, 2)
+    assert float(s["cost_maps"][300, 500, 0]) < 0.0

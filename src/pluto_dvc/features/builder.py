@@ -22,6 +22,7 @@ import numpy as np
 from pluto_dvc.features import causal as causal_mod
 from pluto_dvc.features import cost_map as cost_map_mod
 from pluto_dvc.features.agents import (
+    EGO_REAR_AXLE_TO_CENTER,
     LogTimeline,
     Window,
     build_agents,
@@ -79,6 +80,12 @@ class LogFeatureBuilder:
             self.routes = RouteBook(self.fmap, log.scenes)
             self._slot_of_track = np.full(log.num_tracks, -1, dtype=np.int64)
         self.grid = cost_map_mod.Grid(params.cost_map_size, params.cost_map_resolution_m)
+        # static objects: within radius_m of the ego centre (features) and every one within the
+        # cost map's half side of the rear axle (obstacles), whatever the radius
+        self._statics_radius = params.radius_m
+        if params.build_cost_map:
+            reach = self.grid.half + EGO_REAR_AXLE_TO_CENTER
+            self._statics_radius = max(params.radius_m, reach)
         self.line_points = max(2, int(round(params.reference_line_length_m)))
 
     @contextmanager
@@ -195,11 +202,11 @@ class LogFeatureBuilder:
                     origin,
                     angle,
                     center,
-                    p.radius_m,
+                    self._statics_radius,
                 )
         static_objects = None
         if p.build_static_objects:
-            static_objects = build_static_objects(statics, p.max_static_objects)
+            static_objects = build_static_objects(statics, p.max_static_objects, p.radius_m)
 
         cost = None
         if p.build_cost_map:
