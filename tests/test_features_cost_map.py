@@ -19,7 +19,7 @@ from feature_factory import (
 )
 
 from pluto_dvc.features import LogFeatureBuilder
-from pluto_dvc.features.cost_map import Grid, parked_agents, signed_distance
+from pluto_dvc.features.cost_map import Grid, build_cost_map, parked_agents, signed_distance
 from pluto_dvc.params import FeatureParams
 
 
@@ -46,7 +46,12 @@ def test_signed_distance_is_the_exact_euclidean_transform(seed):
     yy, xx = np.mgrid[:50, :60]
     mask ^= ((yy - 25) ** 2 + (xx - 20) ** 2 < 100).astype(np.uint8)
     ref = brute_distance(mask.astype(bool)) * np.where(mask, 0.2, -0.2)
-    assert np.allclose(signed_distance(mask, 0.2, far_m=1e3), ref, atol=1e-4)
+    sdf = signed_distance(mask, 0.2, far_m=1e3)
+    assert np.allclose(sdf, ref, atol=1e-4)
+    # the stored float16 map is numpy's rounding of the float32 one, bit for bit
+    stored = build_cost_map(mask, Grid(60, 0.2)).cost_maps[..., 0]
+    assert stored.dtype == np.float16
+    assert np.array_equal(stored.view(np.uint16), sdf.astype(np.float16).view(np.uint16))
 
 
 def test_signed_distance_single_class():

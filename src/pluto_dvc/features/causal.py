@@ -196,8 +196,10 @@ def interaction_label(agents: AgentFeatures, present: int) -> np.ndarray:
     rows = np.flatnonzero(near_box)
     if rows.size == 0:
         return label
-    d2 = ((other[rows, :, None, :] - ego[None, None]) ** 2).sum(-1)  # (n, F_agent, F_ego)
-    d2 = np.where(valid[rows, :, None], d2, np.inf).reshape(len(rows), -1)
+    pts = other[rows].reshape(-1, 2)  # (n * F_agent, 2); squared distances by expansion
+    d2 = (pts**2).sum(1)[:, None] + (ego**2).sum(1)[None] - 2.0 * (pts @ ego.T)
+    d2 = np.where(valid[rows].reshape(-1, 1), np.maximum(d2, 0.0), np.inf)
+    d2 = d2.reshape(len(rows), -1)  # (n, F_agent * F_ego)
     best = np.argmin(d2, axis=1)
     close = d2[np.arange(len(rows)), best] < INTERACTION_COARSE_M**2
     rows, best = rows[close], best[close]

