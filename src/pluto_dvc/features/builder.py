@@ -9,6 +9,10 @@ Validity rule (``FeatureError`` with a reason, the sample is skipped and counted
   or the log clock has a gap in the window (span off by more than half a step);
 - reference lines on: no reference line has a valid point (ego off the map / route);
 - reference lines off: no map polygon has a valid point.
+
+Label cleaning (always, PLUTO's): the ego row of ``agent.valid_mask`` is cut from the first future
+step whose ego centre lies inside the nearest red-light connector on the ego path
+(``causal.analyse``); ``build_causal`` only decides whether the ``causal.*`` keys are stored.
 """
 
 from __future__ import annotations

@@ -79,7 +79,9 @@ class _Record:
 
 @dataclass
 class AgentFeatures(_Record):
-    """Ego (row 0) and the nearest agents over the history, present and future.
+    """Ego (row 0) and the ``max_agents`` agents nearest to the ego centre now (no distance cut)
+    over the history, present and future. The ego row's future is label-cleaned: invalid (and
+    zeroed) from the first step inside the red-light connector ahead (``CausalInfo``).
 
     position: (A, T, 2) float32 rear axle (ego) / box centre (others).
     heading: (A, T) float32 rad. velocity: (A, T, 2) float32 m/s.
@@ -110,7 +112,8 @@ class AgentFeatures(_Record):
 
 @dataclass
 class MapFeatures(_Record):
-    """Map polygons (lanes, lane connectors, crosswalks) within the radius.
+    """Map polygons (lanes, lane connectors, crosswalks) meeting the global +-radius box around
+    the ego centre with a centreline point strictly inside the +-radius square of the ego frame.
 
     point_position / point_vector: (M, 3, P, 2) float32: centreline, left, right boundary, each
     resampled by arc length to P + 1 points: the first P points and the P differences.
@@ -190,7 +193,8 @@ class ReferenceLines(_Record):
 
 @dataclass
 class StaticObjects(_Record):
-    """Static objects at the present step within the radius that overlap the drivable area.
+    """Static objects at the present step within the radius of the ego centre that overlap the
+    drivable area.
 
     position: (S, 2) float32 box centre. heading: (S,) float32. shape: (S, 2) float32 width,
     length. category: (S,) int8 (STATIC_CATEGORIES). valid_mask: (S,) bool (all True in a
