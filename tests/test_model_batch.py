@@ -135,3 +135,5 @@ def test_sub_batches_have_the_fields_of_the_feature_records():
     for typed, record in pairs:
         assert {f.name for f in fields(typed)} == set(record.SPEC), typed.__name__
         assert typed.PREFIX == record.PREFIX
+    assert {f.name for f in fields(b.CausalBatch)} == {*records.CausalInfo.SPEC, "extra"}
+    assert b.CausalBatch.PREFIX == records.CausalInfo.PREFIX

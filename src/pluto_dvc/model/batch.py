@@ -256,15 +256,18 @@ class StaticObjectBatch(_SubBatch):
 
 @dataclass
 class CausalBatch(_SubBatch):
-    """Causal facts for the contrastive augmentation (``causal.*`` keys; every field optional).
+    """Causal facts for the contrastive augmentation: PLUTO's keys, defined in
+    ``features/records.py`` (``CausalInfo``), with a leading batch axis (every field optional).
 
-    PLUTO's keys (spec section 1; the feature builder's exact layout is documented in
-    ``features/records.py``): leading_agent_mask (B, A) bool; leading_distance (B, A) float32 m;
-    is_waiting_for_red_light_without_lead (B,) bool; ego_care_red_light_mask (B, M) bool;
-    fixed_ego_future_valid_mask (B, F) bool; free_path_points (B, N, ...) float32;
-    interaction_label (B, A). Earlier caches' keys: leading_agent_index (B,) int16 (-1 none),
-    ego_waits_at_red_light (B,) bool, red_light_polygon_index (B,) int16, free_path_valid_mask
-    (B, N) bool. Any other ``causal.*`` key is kept in ``extra`` (name without the prefix).
+    leading_agent_mask: (B, A) bool agents that are leading objects on the ego's path.
+    leading_distance: (B, A) float32 m from the agent's box to the ego's box (0 elsewhere).
+    is_waiting_for_red_light_without_lead: (B,) bool.
+    ego_care_red_light_mask: (B, M) bool map polygons that are red-light leading objects.
+    fixed_ego_future_valid_mask: (B, F) bool the ego future before the red-light cut.
+    free_path_points: (B, N, 3) float32 x, y, heading; free_path_valid_mask: (B, N) bool
+    (False on padding). interaction_label: (B, A) int16 ego step minus agent step of the
+    closest approach of colliding futures (> 0: the agent was there first), 0 otherwise.
+    Any other ``causal.*`` key (e.g. of an older cache) is kept in ``extra``, without prefix.
     """
 
     leading_agent_mask: Tensor | None = None
@@ -273,11 +276,8 @@ class CausalBatch(_SubBatch):
     ego_care_red_light_mask: Tensor | None = None
     fixed_ego_future_valid_mask: Tensor | None = None
     free_path_points: Tensor | None = None
-    interaction_label: Tensor | None = None
-    leading_agent_index: Tensor | None = None
-    ego_waits_at_red_light: Tensor | None = None
-    red_light_polygon_index: Tensor | None = None
     free_path_valid_mask: Tensor | None = None
+    interaction_label: Tensor | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
 
     PREFIX: ClassVar[str] = "causal."
