@@ -198,7 +198,7 @@ def test_output_files_follow_the_umask(tmp_path: Path, umask: int):
     from log_factory import write_log
 
     from pluto_dvc.cache.manifest import write_parquet
-    from pluto_dvc.selection.output import write_json
+    from pluto_dvc.io import write_json
 
     old = os.umask(umask)
     try:

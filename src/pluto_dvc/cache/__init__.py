@@ -60,9 +60,9 @@ def run_build_cache(
 
     Writes the summary json (a DVC metric) even when the build then fails on the failure ratio.
     """
+    from pluto_dvc.io import write_json
     from pluto_dvc.nuplan.paths import resolve_dataset
     from pluto_dvc.selection import SCENARIOS_PATH, read_scenarios
-    from pluto_dvc.selection.output import write_json
 
     selection = read_scenarios(scenarios_path or SCENARIOS_PATH).to_pandas()
     cache_dir = Path(cache_dir)

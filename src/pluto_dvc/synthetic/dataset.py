@@ -16,7 +16,6 @@ when a run fails or is interrupted; one left by a killed run goes with the next 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pluto_dvc.io import write_json
 from pluto_dvc.nuplan.locations import LOCATIONS
 from pluto_dvc.nuplan.map_writer import write_maps_root
 from pluto_dvc.nuplan.paths import SYNTHETIC_DB_VERSION
@@ -184,7 +184,7 @@ def synthesize_dataset(
         results = run_per_log(synthesize_log, jobs, worker)
         for stats in tqdm(results, total=len(jobs), desc="synthesize logs", disable=not progress):
             summary.logs.append(stats)
-        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        write_json(staging / "summary.json", summary.to_json())
         _replace_dir(staging, final)
     except BaseException:  # interrupted (Ctrl-C) or failed: leave no half-written staging folder
         shutil.rmtree(staging, ignore_errors=True)
