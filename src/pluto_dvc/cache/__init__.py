@@ -60,8 +60,8 @@ def run_build_cache(
 
     Writes the summary json (a DVC metric) even when the build then fails on the failure ratio.
     """
+    from pluto_dvc.dataset_paths import resolve_dataset
     from pluto_dvc.io import write_json
-    from pluto_dvc.nuplan.paths import resolve_dataset
     from pluto_dvc.selection import SCENARIOS_PATH, read_scenarios
 
     selection = read_scenarios(scenarios_path or SCENARIOS_PATH).to_pandas()
@@ -79,8 +79,8 @@ def run_build_cache(
             selection,
             cache_dir,
             source,
-            samples_per_shard=params.features.samples_per_shard,
-            max_failure_ratio=params.features.max_failure_ratio,
+            samples_per_shard=params.cache.samples_per_shard,
+            max_failure_ratio=params.cache.max_failure_ratio,
             worker=params.worker,
             progress=progress,
         )

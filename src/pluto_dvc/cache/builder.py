@@ -405,10 +405,10 @@ def failure_message(report: BuildReport, failures: pa.Table, top: int = 5) -> st
     listed = "\n  ".join(lines)
     return (
         f"{s['num_failures']} of {s['num_scenarios']} scenarios failed "
-        f"({s['failure_ratio']:.1%}), above features.max_failure_ratio = "
+        f"({s['failure_ratio']:.1%}), above cache.max_failure_ratio = "
         f"{s['max_failure_ratio']:g}. Most common reasons:\n  {listed}\n"
         f"Every failure (token, log, kind, reason) is in {report.cache_dir / FAILURES} "
         "(`pluto-dvc cache inspect --failures`). Fix the data or the feature builder, or raise "
-        "features.max_failure_ratio. Built samples are kept: the next build retries only the "
+        "cache.max_failure_ratio. Built samples are kept: the next build retries only the "
         "scenarios that failed with an error (kinds 'error' and 'log')."
     )

@@ -16,12 +16,12 @@ from pluto_dvc.features.geometry import rotation, wrap_angle
 from pluto_dvc.features.records import AgentFeatures
 from pluto_dvc.nuplan.log_records import LogArrays
 from pluto_dvc.nuplan.log_schema import CATEGORY_CODES
-
-# nuPlan ego vehicle (Chrysler Pacifica), metres.
-EGO_WIDTH = 2.297
-EGO_LENGTH = 5.176
-EGO_WHEELBASE = 3.089
-EGO_REAR_AXLE_TO_CENTER = 1.461
+from pluto_dvc.nuplan.vehicle import (
+    EGO_LENGTH_M,
+    EGO_REAR_AXLE_TO_CENTER_M,
+    EGO_WHEELBASE_M,
+    EGO_WIDTH_M,
+)
 
 # log category code -> agent category (records.AGENT_CATEGORIES) / static category, -1 = other
 _AGENT_OF = {"vehicle": 1, "pedestrian": 2, "bicycle": 3}
@@ -78,7 +78,7 @@ class LogTimeline:
 
 def ego_center(rear_axle: np.ndarray, heading: float) -> np.ndarray:
     """(2,) global centre of the ego box from its rear-axle position and heading."""
-    return rear_axle + EGO_REAR_AXLE_TO_CENTER * np.array([np.cos(heading), np.sin(heading)])
+    return rear_axle + EGO_REAR_AXLE_TO_CENTER_M * np.array([np.cos(heading), np.sin(heading)])
 
 
 @dataclass
@@ -156,7 +156,7 @@ def build_agents(
     c, s = np.cos(rel_heading), np.sin(rel_heading)
     vx, vy = timeline.ego_vx[frames], timeline.ego_vy[frames]
     velocity[0] = np.stack([c * vx - s * vy, s * vx + c * vy], axis=1)
-    shape[0] = (EGO_WIDTH, EGO_LENGTH)
+    shape[0] = (EGO_WIDTH_M, EGO_LENGTH_M)
     valid[0] = True
 
     category = np.zeros(a_count, dtype=np.int8)
@@ -207,6 +207,6 @@ def current_state(timeline: LogTimeline, window: Window) -> np.ndarray:
         dh = float(wrap_angle(timeline.ego_heading[f] - timeline.ego_heading[prev]))
         yaw_rate = float(np.clip(dh / dt, -0.95, 0.95))
         steering = float(
-            np.clip(np.arctan(yaw_rate * EGO_WHEELBASE / abs(v)), -2 * np.pi / 3, 2 * np.pi / 3)
+            np.clip(np.arctan(yaw_rate * EGO_WHEELBASE_M / abs(v)), -2 * np.pi / 3, 2 * np.pi / 3)
         )
     return np.array([0.0, 0.0, 0.0, v, timeline.ego_ax[f], steering, yaw_rate], dtype=np.float32)

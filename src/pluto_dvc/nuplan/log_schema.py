@@ -38,6 +38,8 @@ TRAFFIC_LIGHT_STATUS_CODES: dict[str, int] = {
     name: code for code, name in enumerate(TRAFFIC_LIGHT_STATUS_NAMES)
 }
 
+LOG_FRAME_S = 0.05  # s, the lidar_pc clock of a log (20 Hz): one frame per MergedPointCloud sweep
+LOG_FRAME_US = 50_000  # the same in microseconds (timestamps)
 MERGED_POINT_CLOUD = "MergedPointCloud"  # the only lidar channel the pipeline reads
 UNKNOWN_SCENARIO_TYPE = "unknown"  # scenario type of untagged frames
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pluto_dvc.nuplan.paths import resolve_dataset
+from pluto_dvc.dataset_paths import resolve_dataset
 from pluto_dvc.params import Params
 from pluto_dvc.selection.config import PRESETS, ScenarioFilter, load_token_set, resolve_filter
 from pluto_dvc.selection.output import read_scenarios, write_selection

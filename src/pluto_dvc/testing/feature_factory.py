@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from map_factory import MapBuilder, arc, straight
 from shapely.geometry import box
 
 from pluto_dvc.nuplan.locations import LOCATIONS
@@ -37,13 +36,14 @@ from pluto_dvc.nuplan.log_records import (
     TrackedObjects,
     TrafficLights,
 )
-from pluto_dvc.nuplan.log_schema import CATEGORY_CODES, make_tokens
+from pluto_dvc.nuplan.log_schema import CATEGORY_CODES, LOG_FRAME_US, make_tokens
 from pluto_dvc.nuplan.map_reader import NuPlanMap
 from pluto_dvc.nuplan.map_writer import write_map_gpkg
+from pluto_dvc.testing.map_factory import MapBuilder, arc, straight
 
 LOCATION = LOCATIONS["us-nv-las-vegas-strip"]
 X0, Y0 = LOCATION.utm_origin
-FRAME_US = 50_000
+FRAME_US = LOG_FRAME_US
 
 
 def _p(x: float, y: float) -> tuple[float, float]:
