@@ -9,13 +9,14 @@ them in the ego frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
 from pluto_dvc.features.geometry import rotation, wrap_angle
-from pluto_dvc.features.records import AgentFeatures
+from pluto_dvc.features.records import AgentCategory, AgentFeatures, StaticCategory
 from pluto_dvc.nuplan.log_records import LogArrays
-from pluto_dvc.nuplan.log_schema import CATEGORY_CODES
+from pluto_dvc.nuplan.log_schema import ObjectCategory
 from pluto_dvc.nuplan.vehicle import (
     EGO_LENGTH_M,
     EGO_REAR_AXLE_TO_CENTER_M,
@@ -23,28 +24,27 @@ from pluto_dvc.nuplan.vehicle import (
     EGO_WIDTH_M,
 )
 
-# log category code -> agent category (records.AGENT_CATEGORIES) / static category, -1 = other
-_AGENT_OF = {"vehicle": 1, "pedestrian": 2, "bicycle": 3}
-_STATIC_OF = {"czone_sign": 0, "barrier": 1, "traffic_cone": 2, "generic_object": 3}
 
-
-def _recode(mapping: dict[str, int]) -> np.ndarray:
-    table = np.full(len(CATEGORY_CODES), -1, dtype=np.int8)
-    for name, code in mapping.items():
-        table[CATEGORY_CODES[name]] = code
+def _recode(categories: type[IntEnum]) -> np.ndarray:
+    """(len(ObjectCategory),) int8: log category code -> the same-named feature category, -1 =
+    none (the ego category has no log counterpart)."""
+    table = np.full(len(ObjectCategory), -1, dtype=np.int8)
+    for category in categories:
+        if category.name in ObjectCategory.__members__:
+            table[ObjectCategory[category.name]] = category
     return table
 
 
-AGENT_CODE = _recode(_AGENT_OF)
-STATIC_CODE = _recode(_STATIC_OF)
+AGENT_CODE = _recode(AgentCategory)
+STATIC_CODE = _recode(StaticCategory)
 
 
 @dataclass
 class LogTimeline:
     """Per-log arrays: B boxes, N frames.
 
-    box_frame: (B,) int64 frame of each box. agent_category: (B,) int8 (1 vehicle, 2 pedestrian,
-    3 bicycle, -1 other). static_category: (B,) int8 (records.STATIC_CATEGORIES, -1 other).
+    box_frame: (B,) int64 frame of each box. agent_category: (B,) int8 (``AgentCategory``, -1 other).
+    static_category: (B,) int8 (``StaticCategory``, -1 other).
     ego_xy: (N, 2) float64 rear axle; ego_heading, ego_vx, ego_vy, ego_ax: (N,) float64
     (velocity / acceleration in the vehicle frame).
     """
@@ -159,7 +159,7 @@ def build_agents(
     shape[0] = (EGO_WIDTH_M, EGO_LENGTH_M)
     valid[0] = True
 
-    category = np.zeros(a_count, dtype=np.int8)
+    category = np.full(a_count, AgentCategory.EGO, dtype=np.int8)
     category[1:] = timeline.agent_category[rows_now]
 
     future = slice(present + 1, t_count)

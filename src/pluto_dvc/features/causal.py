@@ -31,7 +31,7 @@ import shapely
 
 from pluto_dvc.features.geometry import box_corners, project_point, rotation, wrap_angle
 from pluto_dvc.features.map_index import FeatureMap
-from pluto_dvc.features.records import AgentFeatures, CausalInfo
+from pluto_dvc.features.records import AgentCategory, AgentFeatures, CausalInfo
 from pluto_dvc.features.reference_lines import CandidatePath, direction_near
 from pluto_dvc.nuplan.log_records import TrackedObjects
 from pluto_dvc.nuplan.vehicle import EGO_LENGTH_M, EGO_REAR_AXLE_TO_CENTER_M, EGO_WIDTH_M
@@ -269,7 +269,10 @@ def present_obstacles(
     return Obstacles(
         polygons=np.concatenate([objects, lights]).astype(object),
         kind=np.concatenate(
-            [np.where(agent_category[rows] > 0, DYNAMIC, STATIC), np.full(len(red_rows), RED_LIGHT)]
+            [
+                np.where(agent_category[rows] > AgentCategory.EGO, DYNAMIC, STATIC),
+                np.full(len(red_rows), RED_LIGHT),
+            ]
         ).astype(np.int8),
         ref=np.concatenate([tracks.track_index[rows], red_rows]).astype(np.int64),
     )

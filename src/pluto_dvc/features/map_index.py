@@ -23,9 +23,9 @@ import numpy as np
 import shapely
 
 from pluto_dvc.features.geometry import resample_polyline
+from pluto_dvc.features.records import PolygonType
 from pluto_dvc.nuplan.map_reader import NuPlanMap, Polylines
 
-LANE, CONNECTOR, CROSSWALK = 0, 1, 2
 RASTER_SIMPLIFY_M = 0.05  # polygon simplification for the cost map (well below a 0.2 m pixel)
 DEFAULT_HALF_WIDTH_M = 1.75  # half width given to a connector that has no polygon
 
@@ -35,7 +35,7 @@ class FeatureMap:
     """Everything per map that the per-scenario feature code slices.
 
     P = all polygons, K = lane-like rows (lanes then connectors), n = num_points + 1.
-    kind: (P,) int8 LANE / CONNECTOR / CROSSWALK. fid: (P,) int64 map fid.
+    kind: (P,) int8 ``records.PolygonType``. fid: (P,) int64 map fid.
     roadblock_id: (P,) int64 lane group (lanes), lane group connector (connectors), -1.
     speed_limit: (P,) float64 m/s, NaN = none.
     polylines: (P, 3, n, 2) float64 centreline, left, right boundary resampled by arc length.
@@ -177,7 +177,12 @@ def build_feature_map(m: NuPlanMap, num_points: int) -> FeatureMap:
     return FeatureMap(
         num_lanes=nl,
         num_connectors=nc,
-        kind=np.repeat(np.array([LANE, CONNECTOR, CROSSWALK], dtype=np.int8), [nl, nc, nx]),
+        kind=np.repeat(
+            np.array(
+                [PolygonType.LANE, PolygonType.LANE_CONNECTOR, PolygonType.CROSSWALK], dtype=np.int8
+            ),
+            [nl, nc, nx],
+        ),
         fid=np.concatenate([lanes.fid, conns.fid, crosswalks.fid]).astype(np.int64),
         roadblock_id=np.concatenate(
             [lanes.lane_group_fid, conns.lane_group_connector_fid, np.full(nx, -1)]

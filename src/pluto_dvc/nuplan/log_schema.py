@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
@@ -20,20 +21,32 @@ from pluto_dvc.errors import PlutoDvcError
 TOKEN_BYTES = 8
 TOKEN_TYPE = "BLOB"
 
-# Object categories in code order: ``TrackedObjects.category`` holds an index into this tuple.
-CATEGORY_NAMES: tuple[str, ...] = (
-    "vehicle",
-    "bicycle",
-    "pedestrian",
-    "traffic_cone",
-    "barrier",
-    "czone_sign",
-    "generic_object",
-)
-CATEGORY_CODES: dict[str, int] = {name: code for code, name in enumerate(CATEGORY_NAMES)}
 
-# ``traffic_light_status.status`` strings in code order (green=0, yellow=1, red=2, unknown=3).
-TRAFFIC_LIGHT_STATUS_NAMES: tuple[str, ...] = ("green", "yellow", "red", "unknown")
+class ObjectCategory(IntEnum):
+    """``category.name`` of a tracked object; ``TrackedObjects.category`` holds these codes."""
+
+    VEHICLE = 0
+    BICYCLE = 1
+    PEDESTRIAN = 2
+    TRAFFIC_CONE = 3
+    BARRIER = 4
+    CZONE_SIGN = 5
+    GENERIC_OBJECT = 6
+
+
+class TrafficLightStatus(IntEnum):
+    """``traffic_light_status.status``; ``TrafficLights.status`` holds these codes."""
+
+    GREEN = 0
+    YELLOW = 1
+    RED = 2
+    UNKNOWN = 3
+
+
+# The names as the log stores them, in code order, and name -> code.
+CATEGORY_NAMES: tuple[str, ...] = tuple(c.name.lower() for c in ObjectCategory)
+CATEGORY_CODES: dict[str, int] = {name: code for code, name in enumerate(CATEGORY_NAMES)}
+TRAFFIC_LIGHT_STATUS_NAMES: tuple[str, ...] = tuple(s.name.lower() for s in TrafficLightStatus)
 TRAFFIC_LIGHT_STATUS_CODES: dict[str, int] = {
     name: code for code, name in enumerate(TRAFFIC_LIGHT_STATUS_NAMES)
 }
