@@ -26,14 +26,19 @@ def check(cond: bool, record: str, message: str) -> None:
         raise ValueError(f"{record}: {message}")
 
 
-def check_fields(record: object, n: int, dtypes: Mapping[str, str]) -> None:
-    """Each named field of ``record`` is a numpy array of shape ``(n,)`` and the given dtype
-    (:data:`STR`: any unicode width)."""
+def check_spec(
+    record: object,
+    spec: Mapping[str, tuple[str, tuple[int | str, ...]]],
+    sizes: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Check each named field of ``record`` against ``spec``: name -> (dtype, shape pattern). A
+    pattern holds ints and size names ("A", "T", ...); a name must mean the same size in every
+    field (``sizes`` pre-binds some). dtype :data:`STR` is any unicode width. Returns the sizes."""
+    sizes = dict(sizes or {})
     cls = type(record).__name__
-    for name, dtype in dtypes.items():
+    for name, (dtype, pattern) in spec.items():
         value = getattr(record, name)
         check(isinstance(value, np.ndarray), cls, f"{name} is not a numpy array")
-        check(value.shape == (n,), cls, f"{name} has shape {value.shape}, expected ({n},)")
         if dtype == STR:
             check(value.dtype.kind == "U", cls, f"{name} has dtype {value.dtype}, expected str (U)")
         else:
@@ -42,6 +47,21 @@ def check_fields(record: object, n: int, dtypes: Mapping[str, str]) -> None:
                 cls,
                 f"{name} has dtype {value.dtype}, expected {dtype}",
             )
+        ok = value.ndim == len(pattern)
+        for dim, want in zip(value.shape, pattern, strict=False):
+            if isinstance(want, str):
+                want = sizes.setdefault(want, dim)
+            ok = ok and dim == want
+        if not ok:
+            expected = [sizes.get(d, d) if isinstance(d, str) else d for d in pattern]
+            text = ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "")
+            check(False, cls, f"{name} has shape {value.shape}, expected ({text})")
+    return sizes
+
+
+def check_fields(record: object, n: int, dtypes: Mapping[str, str]) -> None:
+    """Each named field of ``record`` is a numpy array of shape ``(n,)`` and the given dtype."""
+    check_spec(record, {name: (dtype, (n,)) for name, dtype in dtypes.items()})
 
 
 def check_offsets(record: str, name: str, offsets: np.ndarray, n: int, num_values: int) -> None:

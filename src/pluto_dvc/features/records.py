@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pluto_dvc.arrays import check_spec
+
 
 class FeatureError(Exception):
     """The scenario cannot give a valid sample; ``reason`` says why (recorded by the cache)."""
@@ -78,22 +80,7 @@ class _Record:
 
     def validate(self, sizes: dict[str, int] | None = None) -> dict[str, int]:
         """Check every field's dtype and shape; returns the sizes found (``sizes`` pre-binds)."""
-        sizes = dict(sizes or {})
-        cls = type(self).__name__
-        for name, (dtype, pattern) in self.SPEC.items():
-            value = getattr(self, name)
-            if not isinstance(value, np.ndarray):
-                raise ValueError(f"{cls}.{name} is not a numpy array")
-            if value.dtype != np.dtype(dtype):
-                raise ValueError(f"{cls}.{name} has dtype {value.dtype}, expected {dtype}")
-            if value.ndim != len(pattern):
-                raise ValueError(f"{cls}.{name} has shape {value.shape}, expected {pattern}")
-            for dim, want in zip(value.shape, pattern, strict=True):
-                if isinstance(want, str):
-                    want = sizes.setdefault(want, dim)
-                if dim != want:
-                    raise ValueError(f"{cls}.{name} has shape {value.shape}, expected {pattern}")
-        return sizes
+        return check_spec(self, self.SPEC, sizes)
 
     def to_flat(self) -> dict[str, np.ndarray]:
         return {f"{self.PREFIX}{f.name}": getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
