@@ -180,7 +180,12 @@ def test_a_stage_failing_on_its_params_says_dvc_checkout_restores_outputs(tmp_pa
     bad.write_text("split:\n  no_such_key: 1\n")
     for params in (bad, tmp_path / "missing.yaml"):
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "stages" / "split.py"), "--params", str(params)],
+            [
+                sys.executable,
+                str(ROOT / "stages" / "split.py"),
+                *("--scenarios", "data/scenarios.parquet", "--splits", "data/splits.json"),
+                *("--summary", "data/splits_summary.json", "--params", str(params)),
+            ],
             capture_output=True,
             text=True,
             cwd=tmp_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -313,17 +312,6 @@ def make_tokens(log_name: str, table: str, count: int, start: int = 0) -> np.nda
         for i in range(start, start + count)
     )
     return np.frombuffer(b"".join(digests), dtype="S8").copy()
-
-
-def as_token_array(tokens: Sequence[bytes] | np.ndarray) -> np.ndarray:
-    """Sequence of 8-byte tokens (or an ``'S8'`` array) -> ``(N,) 'S8'``; raises ValueError."""
-    if isinstance(tokens, np.ndarray) and tokens.dtype == np.dtype("S8"):
-        return np.ascontiguousarray(tokens)
-    tokens = list(tokens)
-    if any(not isinstance(t, bytes) or len(t) != TOKEN_BYTES for t in tokens):
-        bad = next(t for t in tokens if not isinstance(t, bytes) or len(t) != TOKEN_BYTES)
-        raise ValueError(f"a token must be {TOKEN_BYTES} bytes, got {bad!r}")
-    return np.frombuffer(b"".join(tokens), dtype="S8").copy()
 
 
 def token_list(tokens: np.ndarray) -> list[bytes]:
