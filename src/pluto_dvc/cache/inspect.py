@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pluto_dvc.arrays import offsets_of_sorted
 from pluto_dvc.cache.dataset import CacheDataset
 from pluto_dvc.cache.manifest import (
     FAILURES,
@@ -155,7 +156,7 @@ def verify_cache(
     table, meta = manifest.table, manifest.meta
     shard_col = table.column("shard").to_numpy()
     order = np.argsort(shard_col, kind="stable")
-    bounds = np.searchsorted(shard_col[order], np.arange(len(manifest.shards) + 1))
+    bounds = offsets_of_sorted(shard_col[order], len(manifest.shards))
     rows = table.select(SAMPLE_COLUMNS).to_pydict()
     total = 0
     failures_listed = 0

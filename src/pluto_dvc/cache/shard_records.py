@@ -39,9 +39,22 @@ class ScenarioRow(NamedTuple):
         return self.log_name, self.token
 
 
+class _Columns:
+    """Columns of equal length, one list per field, rows in shard order."""
+
+    token: list[str]
+
+    def append(self, *values: Any) -> None:
+        for f, value in zip(fields(self), values, strict=True):  # type: ignore[arg-type]
+            getattr(self, f.name).append(value)
+
+    def __len__(self) -> int:
+        return len(self.token)
+
+
 @dataclass
-class SampleRows:
-    """The samples a shard holds (columns of equal length, shard order)."""
+class SampleRows(_Columns):
+    """The samples a shard holds."""
 
     log_name: list[str] = field(default_factory=list)
     token: list[str] = field(default_factory=list)
@@ -51,15 +64,11 @@ class SampleRows:
     crc32: list[int] = field(default_factory=list)
 
     def add(self, row: ScenarioRow, offset: int, length: int, crc32: int) -> None:
-        for name, value in zip(SAMPLE_COLUMNS, (*row[:3], offset, length, crc32), strict=True):
-            getattr(self, name).append(value)
-
-    def __len__(self) -> int:
-        return len(self.token)
+        self.append(row.log_name, row.token, row.scenario_type, offset, length, crc32)
 
 
 @dataclass
-class FailureRows:
+class FailureRows(_Columns):
     """The scenarios of a shard that have no sample, and why."""
 
     log_name: list[str] = field(default_factory=list)
@@ -69,11 +78,7 @@ class FailureRows:
     reason: list[str] = field(default_factory=list)
 
     def add(self, row: ScenarioRow, kind: str, reason: str) -> None:
-        for name, value in zip(FAILURE_COLUMNS, (*row[:3], kind, reason), strict=True):
-            getattr(self, name).append(value)
-
-    def __len__(self) -> int:
-        return len(self.token)
+        self.append(row.log_name, row.token, row.scenario_type, kind, reason)
 
 
 SAMPLE_COLUMNS = tuple(f.name for f in fields(SampleRows))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from pluto_dvc.arrays import offsets_from_counts, ranges
 from pluto_dvc.features.geometry import resample_polyline
 from pluto_dvc.features.records import PolygonType
 from pluto_dvc.nuplan.map_reader import NuPlanMap, Polylines
@@ -105,9 +106,7 @@ class FeatureMap:
         rings = rings.astype(np.int64)
         starts, stops = self.ring_offsets[rings], self.ring_offsets[rings + 1]
         counts = stops - starts
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        index = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]))
-        return self.ring_points[index], offsets
+        return self.ring_points[ranges(starts, counts)], offsets_from_counts(counts)
 
 
 _CACHE: weakref.WeakKeyDictionary[NuPlanMap, dict[int, FeatureMap]] = weakref.WeakKeyDictionary()
@@ -153,8 +152,7 @@ def build_feature_map(m: NuPlanMap, num_points: int) -> FeatureMap:
     ok = (src >= 0) & (dst >= 0)
     order = np.lexsort((dst[ok], src[ok]))
     src, dst = src[ok][order], dst[ok][order]
-    successor_offsets = np.zeros(nl + nc + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=nl + nc), out=successor_offsets[1:])
+    successor_offsets = offsets_from_counts(np.bincount(src, minlength=nl + nc))
 
     centerline = Polylines.concat([lanes.centerline, conns.centerline])
     seg = np.hypot(*np.diff(centerline.points, axis=0).T)
@@ -252,10 +250,8 @@ def _exterior_rings(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     parts, owner = parts[keep], owner[keep]
     rings = shapely.get_exterior_ring(parts)
     coords, ring_index = shapely.get_coordinates(rings, return_index=True)
-    ring_offsets = np.zeros(len(rings) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ring_index, minlength=len(rings)), out=ring_offsets[1:])
-    row_rings = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=k), out=row_rings[1:])
+    ring_offsets = offsets_from_counts(np.bincount(ring_index, minlength=len(rings)))
+    row_rings = offsets_from_counts(np.bincount(owner, minlength=k))
     return coords, ring_offsets, row_rings
 
 

@@ -3,7 +3,7 @@
 ``run_selection(params)`` resolves the dataset and the filter, selects and writes
 ``data/scenarios.parquet`` plus a summary; ``select_scenarios`` is the library call behind it.
 The order and meaning of every filter field: :mod:`pluto_dvc.selection.pipeline`; presets:
-:mod:`pluto_dvc.selection.config`.
+:mod:`pluto_dvc.filter_presets`.
 """
 
 from __future__ import annotations
