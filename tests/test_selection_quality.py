@@ -421,8 +421,9 @@ def test_route_filter_without_maps_is_a_clear_error(moving):
 def test_motion_filters_sample_every_second_frame_from_two_after_the_first():
     """Hand-made 20 Hz trajectory: frame 0 (iteration 0) and the odd frames are far off; the
     devkit's future trajectory only holds frames 2, 4, ..., 20, 1 m apart along +x."""
+    from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M as REAR_AXLE_TO_CENTER_M
     from pluto_dvc.selection.logread import EgoMotion
-    from pluto_dvc.selection.quality import REAR_AXLE_TO_CENTER_M, displacement
+    from pluto_dvc.selection.quality import displacement
 
     n = 21
     x = np.where(np.arange(n) % 2 == 0, np.arange(n) / 2.0, 1000.0)
