@@ -94,6 +94,11 @@ def offsets_of_sorted(sorted_rows: np.ndarray, num_rows: int) -> np.ndarray:
     return np.searchsorted(sorted_rows, np.arange(num_rows + 1)).astype(np.int64)
 
 
+def csr_row(offsets: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """The values of row ``k`` of a CSR (a view)."""
+    return values[offsets[k] : offsets[k + 1]]
+
+
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + c)`` for each (s, c), int64."""
     counts = np.asarray(counts, dtype=np.int64)

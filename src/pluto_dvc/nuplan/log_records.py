@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pluto_dvc.arrays import STR, check, check_fields, check_offsets
+from pluto_dvc.arrays import STR, check, check_fields, check_offsets, csr_row
 from pluto_dvc.nuplan.log_schema import CATEGORY_NAMES, TRAFFIC_LIGHT_STATUS_NAMES
 
 
@@ -240,7 +240,7 @@ class Scenes:
 
     def roadblocks(self, scene: int) -> np.ndarray:
         """(r,) int64 route roadblock ids of scene ``scene``."""
-        return self.roadblock_ids[self.roadblock_start[scene] : self.roadblock_start[scene + 1]]
+        return csr_row(self.roadblock_start, self.roadblock_ids, scene)
 
     def validate(self) -> None:
         goal = dict.fromkeys(("goal_x", "goal_y", "goal_heading"), "float64")

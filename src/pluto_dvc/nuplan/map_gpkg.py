@@ -293,6 +293,15 @@ def _centerlines(baseline: _Layer, key: str, fids: np.ndarray) -> np.ndarray:
     return out
 
 
+def _require_centerlines(path: Path, fids: np.ndarray, centre: np.ndarray, what: str) -> Polylines:
+    """The centrelines as polylines; DataError naming the first fids (``what``.format) of those
+    that are missing or have fewer than two points."""
+    bad = fids[shapely.is_missing(centre) | (shapely.get_num_points(centre) < 2)]
+    if bad.size:
+        raise DataError(f"map file {path}: {what.format(bad[:5].tolist())}: {FIX_MAP_FILE}")
+    return Polylines.from_geometries(centre)
+
+
 def _boundaries(boundaries: _Layer, fids: np.ndarray, centerline: Polylines) -> Polylines:
     rows = lookup_sorted(boundaries.fid, fids)
     geoms = np.full(len(fids), None, dtype=object)
@@ -321,14 +330,13 @@ def _runs_backwards(lines: Polylines, reference: Polylines) -> np.ndarray:
 
 def _lanes(path: Path, layer: _Layer, baseline: _Layer, boundaries: _Layer) -> Lanes:
     c = layer.columns
-    centre = _centerlines(baseline, "lane_fid", layer.fid)
-    bad = layer.fid[shapely.is_missing(centre) | (shapely.get_num_points(centre) < 2)]
-    if bad.size:
-        raise DataError(
-            f"map file {path}: lane(s) {bad[:5].tolist()} of 'lanes_polygons' have no centreline "
-            f"in 'baseline_paths' (a row whose lane_fid is the lane): {FIX_MAP_FILE}"
-        )
-    centerline = Polylines.from_geometries(centre)
+    centerline = _require_centerlines(
+        path,
+        layer.fid,
+        _centerlines(baseline, "lane_fid", layer.fid),
+        "lane(s) {} of 'lanes_polygons' have no centreline in 'baseline_paths' (a row whose "
+        "lane_fid is the lane)",
+    )
     return Lanes(
         fid=layer.fid,
         lane_fid=c["lane_fid"],
@@ -350,13 +358,13 @@ def _connectors(
     c = layer.columns
     centre = _centerlines(baseline, "lane_connector_fid", layer.fid)
     centre = np.where(shapely.is_missing(centre), layer.geometry, centre)
-    bad = layer.fid[shapely.is_missing(centre) | (shapely.get_num_points(centre) < 2)]
-    if bad.size:
-        raise DataError(
-            f"map file {path}: lane connector(s) {bad[:5].tolist()} have no centreline in "
-            f"'baseline_paths' nor a line in 'lane_connectors': {FIX_MAP_FILE}"
-        )
-    centerline = Polylines.from_geometries(centre)
+    centerline = _require_centerlines(
+        path,
+        layer.fid,
+        centre,
+        "lane connector(s) {} have no centreline in 'baseline_paths' nor a line in "
+        "'lane_connectors'",
+    )
     owner = lookup_sorted(layer.fid, shapes.columns["lane_connector_fid"])
     shape_rows = first_per_key(owner, len(layer.fid))  # the lowest-fid shape per connector
     has = shape_rows >= 0

@@ -21,7 +21,7 @@ import shapely
 from pyproj import CRS
 from shapely.errors import GEOSException
 
-from pluto_dvc.arrays import offsets_from_counts, ranges
+from pluto_dvc.arrays import csr_row, offsets_from_counts, ranges
 from pluto_dvc.errors import DataError
 from pluto_dvc.nuplan.locations import LOCATIONS, MAP_FILE_NAME, MAPS_VERSION_JSON
 from pluto_dvc.nuplan.map_gpkg import FIX_MAPS_ROOT, corrupt_map, read_map_records
@@ -136,7 +136,7 @@ class NuPlanMap:
             self.graph,
             f"{name}_connector_fids" if name in ("outgoing", "incoming") else f"{name}_lane_fids",
         )
-        return values[offsets[r] : offsets[r + 1]]
+        return csr_row(offsets, values, r)
 
     # ---------------------------------------------------------------------- spatial queries
 

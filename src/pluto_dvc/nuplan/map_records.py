@@ -23,6 +23,7 @@ from pluto_dvc.arrays import (
     check_fields,
     check_offsets,
     check_sorted_unique,
+    csr_row,
     lookup_sorted,
     offsets_from_counts,
     ranges,
@@ -195,7 +196,7 @@ class LaneConnectors(_ByFid):
     def stop_lines(self, fid: int) -> np.ndarray:
         """(S,) int64 stop polygon fids of one connector."""
         r = self.row(fid)
-        return self.stop_line_fids[self.stop_line_offsets[r] : self.stop_line_offsets[r + 1]]
+        return csr_row(self.stop_line_offsets, self.stop_line_fids, r)
 
     def validate(self) -> None:
         self._validate_fid()
@@ -228,7 +229,7 @@ class Roadblocks(_ByFid):
 
     def lanes_of(self, fid: int) -> np.ndarray:
         r = self.row(fid)
-        return self.lane_fids[self.lane_offsets[r] : self.lane_offsets[r + 1]]
+        return csr_row(self.lane_offsets, self.lane_fids, r)
 
     def validate(self) -> None:
         self._validate_fid()
@@ -255,7 +256,7 @@ class RoadblockConnectors(_ByFid):
 
     def connectors_of(self, fid: int) -> np.ndarray:
         r = self.row(fid)
-        return self.connector_fids[self.connector_offsets[r] : self.connector_offsets[r + 1]]
+        return csr_row(self.connector_offsets, self.connector_fids, r)
 
     def validate(self) -> None:
         self._validate_fid()
