@@ -7,7 +7,7 @@
 Feature source: the real ``pluto_dvc.features.LogFeatureBuilder`` on the dataset named by
 params.yaml (``data`` / ``synthetic``; run ``pluto-dvc synthesize`` first for the default) with the
 selection in data/scenarios.parquet (or every scenario of the logs when there is none); otherwise,
-or with ``--fake``, the fake of tests/cache_fakes.py. The JSON says which.
+or with ``--fake``, the fake of pluto_dvc/testing/cache_fakes.py. The JSON says which.
 
 Figures:
 - storage: bytes per scenario of our cache vs the original layout, rebuilt here from the same
@@ -31,7 +31,6 @@ import os
 import pickle  # baseline ONLY: the original layout we compare against (never in the product)
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,12 +46,15 @@ BATCH = 32
 
 
 def _fake_inputs(samples: int):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from cache_fakes import FakeSource, make_selection  # noqa: PLC0415 - test helper
+    from pluto_dvc.testing.cache_fakes import FakeSource, make_selection  # noqa: PLC0415
 
     per_log = 64
     selection = make_selection(max(1, -(-samples // per_log)), per_log).iloc[:samples]
-    return FakeSource(), selection, "fake (tests/cache_fakes.py: PLUTO shapes, synthetic cost map)"
+    return (
+        FakeSource(),
+        selection,
+        "fake (pluto_dvc/testing/cache_fakes.py: PLUTO shapes, synthetic cost map)",
+    )
 
 
 def _real_inputs(samples: int, params_path: str):
@@ -60,7 +62,7 @@ def _real_inputs(samples: int, params_path: str):
     try:
         import pluto_dvc.features  # noqa: F401, PLC0415
         from pluto_dvc.cache.source import FeatureSource  # noqa: PLC0415
-        from pluto_dvc.nuplan.paths import resolve_dataset  # noqa: PLC0415
+        from pluto_dvc.dataset_paths import resolve_dataset  # noqa: PLC0415
         from pluto_dvc.selection import SCENARIOS_PATH, read_scenarios  # noqa: PLC0415
     except ImportError:
         return None

@@ -39,10 +39,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from pluto_dvc.dataset_paths import synthetic_paths  # noqa: E402
 from pluto_dvc.features import FeatureError, LogFeatureBuilder  # noqa: E402
 from pluto_dvc.nuplan.log_reader import load_log  # noqa: E402
 from pluto_dvc.nuplan.map_reader import MapsRoot  # noqa: E402
-from pluto_dvc.nuplan.paths import synthetic_paths  # noqa: E402
 from pluto_dvc.nuplan.scenarios import enumerate_scenarios  # noqa: E402
 from pluto_dvc.params import FeatureParams, SyntheticParams, WorkerParams  # noqa: E402
 

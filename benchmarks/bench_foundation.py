@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pluto_dvc.dataset_paths import synthetic_paths
 from pluto_dvc.nuplan.log_reader import load_log
 from pluto_dvc.nuplan.map_reader import MapsRoot, NuPlanMap
-from pluto_dvc.nuplan.paths import synthetic_paths
 from pluto_dvc.params import SyntheticParams, WorkerParams
 from pluto_dvc.synthetic.dataset import synthesize_dataset
 

@@ -16,13 +16,12 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from pluto_dvc.dataset_paths import DatasetPaths, resolve_dataset
 from pluto_dvc.errors import ParamsError
-from pluto_dvc.nuplan.paths import DatasetPaths, resolve_dataset
 from pluto_dvc.params import FilterParams, WorkerParams, load_params
 from pluto_dvc.selection import resolve_filter, select_scenarios
 
@@ -45,8 +44,7 @@ def _linked_copies(dataset: DatasetPaths, copies: int, root: Path) -> DatasetPat
 
 
 def _factory_dataset(num_logs: int, root: Path) -> DatasetPaths:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from log_factory import write_log  # noqa: PLC0415 - test helper, only for this mode
+    from pluto_dvc.testing.log_factory import write_log  # noqa: PLC0415 - only for this mode
 
     logs_dir = root / "nuplan-v1.1" / "splits" / "bench"
     logs_dir.mkdir(parents=True)

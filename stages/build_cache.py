@@ -1,18 +1,34 @@
-"""DVC stage `build_cache`: the sharded PLUTO feature cache of the selection (params `features`).
+"""DVC stage `build_cache`: the sharded PLUTO feature cache of the selection (params `features`,
+`cache`).
 
-Reads data/scenarios.parquet and the logs and maps it names; writes data/cache/ (manifest, failures,
-shards) and data/cache_summary.json (a DVC metric). `worker` settings change no output, so they are
-read but not a dependency. data/cache is a persistent output: finished shards survive an
-interrupted run and a grown selection, and are not computed again.
+Reads the selection and the logs and maps it names; writes the cache folder (manifest, failures,
+shards) and its summary (JSON, a DVC metric) to the paths dvc.yaml passes. `worker` settings
+change no output, so they are read but not a dependency. The cache is a persistent output:
+finished shards survive an interrupted run and a grown selection, and are not computed again.
 """
 
 from pluto_dvc.cache import describe, run_build_cache
 from pluto_dvc.cli import run_stage
 
 
-def body(params, _args) -> None:
-    print(describe(run_build_cache(params, progress=True)))
+def body(params, args) -> None:
+    report = run_build_cache(
+        params,
+        scenarios_path=args.scenarios,
+        cache_dir=args.cache,
+        summary_path=args.summary,
+        progress=True,
+    )
+    print(describe(report))
 
 
 if __name__ == "__main__":
-    run_stage(__doc__, body)
+    run_stage(
+        __doc__,
+        body,
+        paths=[
+            ("scenarios", "input: the selection (parquet)"),
+            ("cache", "output: the cache folder"),
+            ("summary", "output: the build summary (JSON metric)"),
+        ],
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from synthetic_factory import tiny_synthetic_params
 
-from pluto_dvc.nuplan.paths import DatasetPaths, synthetic_paths
+from pluto_dvc.dataset_paths import DatasetPaths, synthetic_paths
 from pluto_dvc.params import WorkerParams
+from pluto_dvc.testing.synthetic_factory import tiny_synthetic_params
 
 
 @pytest.fixture(scope="session")

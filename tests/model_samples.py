@@ -8,10 +8,10 @@ polygons, reference lines (0 allowed) and static objects, without the 600 x 600 
 from __future__ import annotations
 
 import numpy as np
-from cache_fakes import fake_sample
 
 from pluto_dvc.features import collate
 from pluto_dvc.model import ModelConfig, PlutoBatch
+from pluto_dvc.testing.cache_fakes import fake_sample
 
 PREFIX_COUNT = {
     "agent.": "agents",

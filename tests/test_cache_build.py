@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cache_fakes import FakeSource, make_selection, read_counter
 
 from pluto_dvc.cache import CacheBuildError, CacheDataset, build_cache, read_failures
 from pluto_dvc.cache.inspect import verify_cache
@@ -22,6 +21,7 @@ from pluto_dvc.cache.plan import plan_shards, sort_selection
 from pluto_dvc.cache.shard import is_shard_name, read_footer
 from pluto_dvc.errors import DataError
 from pluto_dvc.params import WorkerParams
+from pluto_dvc.testing.cache_fakes import FakeSource, make_selection, read_counter
 
 TESTS = Path(__file__).resolve().parent
 SEQ = WorkerParams(kind="sequential")
@@ -160,7 +160,7 @@ def test_failure_ratio_above_threshold_fails_with_a_clear_message(tmp_path: Path
     with pytest.raises(CacheBuildError) as info:
         _build(sel, tmp_path / "c", source, ratio=0.1)
     msg = str(info.value)
-    assert "3 of 20 scenarios failed (15.0%), above features.max_failure_ratio = 0.1" in msg
+    assert "3 of 20 scenarios failed (15.0%), above cache.max_failure_ratio = 0.1" in msg
     assert "1 x no reference line for token" in msg  # the most common reasons
     assert "failures.parquet" in msg and "max_failure_ratio" in msg
     assert info.value.report.summary["num_failures"] == 3
@@ -255,7 +255,7 @@ _RUNNER = textwrap.dedent(
     """
     import sys
     import pandas as pd
-    from cache_fakes import FakeSource
+    from pluto_dvc.testing.cache_fakes import FakeSource
     from pluto_dvc.cache import build_cache
     from pluto_dvc.params import WorkerParams
 

@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from dvc_repo import DvcRepo
-from synthetic_factory import TINY_SYNTHETIC
 
 from pluto_dvc.cache import CacheDataset, FeatureSource, build_cache, read_failures
 from pluto_dvc.cache.inspect import verify_cache
@@ -21,6 +20,7 @@ from pluto_dvc.nuplan.map_reader import MapsRoot
 from pluto_dvc.params import FeatureParams, FilterParams, WorkerParams
 from pluto_dvc.selection import resolve_filter, select_scenarios
 from pluto_dvc.selection.output import to_arrow
+from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def selection(tiny_synthetic):
 def test_real_builder_cache_holds_exactly_what_the_builder_returns(
     tiny_synthetic, selection, tmp_path: Path
 ):
-    features = FeatureParams(samples_per_shard=16)
+    features = FeatureParams()
     source = FeatureSource(
         features,
         str(tiny_synthetic.data_root),
@@ -107,7 +107,7 @@ def test_dvc_repro_builds_keeps_and_grows_the_cache(tmp_path: Path):
             "synthetic": TINY_SYNTHETIC,
             "filter": {"limit_total_scenarios": 30, "shuffle": True},
             "worker": {"kind": "processes", "num_workers": 2},
-            "features": {"max_failure_ratio": 0.5},
+            "cache": {"max_failure_ratio": 0.5},
         },
     )
     assert _counts(repo.repro("build_cache").stdout)[0] == 30
@@ -118,7 +118,7 @@ def test_dvc_repro_builds_keeps_and_grows_the_cache(tmp_path: Path):
     assert "every SHA-256 and CRC-32 matches" in verified
 
     # a param that changes no sample re-runs the stage (DVC), which computes nothing (persist)
-    repo.update_params({"features": {"max_failure_ratio": 0.6}})
+    repo.update_params({"cache": {"max_failure_ratio": 0.6}})
     assert _counts(repo.repro("build_cache").stdout) == (0, 0)
 
     # growing the selection computes only the scenarios not cached yet

@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cache_fakes import FakeSource, make_selection
 
 from pluto_dvc.cache import CacheBuildError, CacheCorruptError, CacheDataset, build_cache
 from pluto_dvc.cache import describe as describe_build
@@ -35,6 +34,7 @@ from pluto_dvc.cache.shard import END, MAGIC, ShardWriter, read_footer
 from pluto_dvc.cache.worker import SHARD_FORMAT
 from pluto_dvc.errors import DataError
 from pluto_dvc.params import WorkerParams
+from pluto_dvc.testing.cache_fakes import FakeSource, make_selection
 
 SEQ = WorkerParams(kind="sequential")
 
@@ -95,7 +95,7 @@ def test_a_shard_whose_bytes_do_not_match_its_name_is_rebuilt_not_kept(clean, ca
 def test_a_corrupt_shard_lends_its_intact_samples_and_recomputes_only_the_bad_one(
     clean, cache: Path, tmp_path: Path
 ):
-    from cache_fakes import read_counter
+    from pluto_dvc.testing.cache_fakes import read_counter
 
     ds = CacheDataset(cache, verify=False)
     shard = Path(ds._paths[int(ds._shard[3])])

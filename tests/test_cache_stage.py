@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cache_fakes import FakeSource, make_selection
 
 from pluto_dvc.cache import CacheBuildError, CacheDataset, run_build_cache
 from pluto_dvc.cli import main
 from pluto_dvc.params import parse_params
 from pluto_dvc.selection.output import SCHEMA
+from pluto_dvc.testing.cache_fakes import FakeSource, make_selection
 
 
 def _write_selection(path: Path, num_logs: int, per_log: int):
@@ -22,8 +22,8 @@ def _write_selection(path: Path, num_logs: int, per_log: int):
     return selection
 
 
-def _params(**features):
-    return parse_params({"features": features, "worker": {"kind": "sequential"}})
+def _params(**cache):
+    return parse_params({"cache": cache, "worker": {"kind": "sequential"}})
 
 
 def test_stage_writes_the_cache_and_a_summary_metric(tmp_path: Path):
@@ -66,13 +66,15 @@ def test_cli_without_a_selection_says_what_to_run(tmp_path: Path, monkeypatch, c
 
 def test_fingerprint_follows_sample_params_not_layout_params():
     from pluto_dvc.cache import FeatureSource
-    from pluto_dvc.params import FeatureParams
+    from pluto_dvc.params import CacheParams, FeatureParams
 
     def fp(**kw):
         return FeatureSource(FeatureParams(**kw), "data", "maps").fingerprint()
 
     base = fp()
-    assert fp(max_failure_ratio=0.5) == base and fp(samples_per_shard=64) == base
+    # the layout params live in their own section, which the fingerprint never reads
+    assert set(CacheParams.model_fields) == {"max_failure_ratio", "samples_per_shard"}
+    assert not set(CacheParams.model_fields) & set(FeatureParams.model_fields)
     assert fp(radius_m=100.0) != base and fp(build_cost_map=False) != base
     described = FeatureSource(FeatureParams(), "data", "maps").describe()
     assert "samples_per_shard" not in described["features"] and len(described["code_hash"]) == 64

@@ -9,7 +9,6 @@ from pathlib import Path
 import lz4.block
 import numpy as np
 import pytest
-from cache_fakes import FakeSource, fake_sample, make_selection
 
 from pluto_dvc.cache import CacheCorruptError, CacheDataset, build_cache, inspect_cache
 from pluto_dvc.cache.codec import SampleCodecError, decode_batch, decode_sample, encode_sample
@@ -20,6 +19,7 @@ from pluto_dvc.cli import main
 from pluto_dvc.errors import DataError
 from pluto_dvc.features import collate
 from pluto_dvc.params import WorkerParams
+from pluto_dvc.testing.cache_fakes import FakeSource, fake_sample, make_selection
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SEQ = WorkerParams(kind="sequential")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cache_fakes import FakeSource, make_selection
 
 from pluto_dvc.cache import CacheDataset, build_cache
 from pluto_dvc.cache.torch_loader import batch_loader
 from pluto_dvc.features import collate
 from pluto_dvc.model.batch import PlutoBatch
 from pluto_dvc.params import WorkerParams
+from pluto_dvc.testing.cache_fakes import FakeSource, make_selection
 
 
 @pytest.fixture(scope="module")

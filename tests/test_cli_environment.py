@@ -18,8 +18,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cache_fakes import FakeSource, make_selection
-from synthetic_factory import tiny_synthetic_params
 
 from pluto_dvc.cache import CacheDataset, build_cache, run_build_cache
 from pluto_dvc.cache.inspect import verify_cache
@@ -27,6 +25,8 @@ from pluto_dvc.cache.manifest import FAILURES, FAILURES_SCHEMA, MANIFEST
 from pluto_dvc.cli import main, run_guarded
 from pluto_dvc.params import WorkerParams, parse_params
 from pluto_dvc.selection.output import SCHEMA
+from pluto_dvc.testing.cache_fakes import FakeSource, make_selection
+from pluto_dvc.testing.synthetic_factory import tiny_synthetic_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQ = WorkerParams(kind="sequential")
@@ -70,7 +70,7 @@ def built(tmp_path: Path):
 
 
 def _rebuild(cache: Path, scenarios: Path, source: FakeSource, worker: dict) -> int:
-    params = parse_params({"features": {"samples_per_shard": 4}, "worker": worker})
+    params = parse_params({"cache": {"samples_per_shard": 4}, "worker": worker})
     return run_guarded(lambda: run_build_cache(params, scenarios, cache, None, source=source) and 0)
 
 
@@ -180,7 +180,12 @@ def test_a_stage_failing_on_its_params_says_dvc_checkout_restores_outputs(tmp_pa
     bad.write_text("split:\n  no_such_key: 1\n")
     for params in (bad, tmp_path / "missing.yaml"):
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "stages" / "split.py"), "--params", str(params)],
+            [
+                sys.executable,
+                str(ROOT / "stages" / "split.py"),
+                *("--scenarios", "data/scenarios.parquet", "--splits", "data/splits.json"),
+                *("--summary", "data/splits_summary.json", "--params", str(params)),
+            ],
             capture_output=True,
             text=True,
             cwd=tmp_path,
@@ -195,10 +200,9 @@ def test_a_stage_failing_on_its_params_says_dvc_checkout_restores_outputs(tmp_pa
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_output_files_follow_the_umask(tmp_path: Path, umask: int):
-    from log_factory import write_log
-
     from pluto_dvc.cache.manifest import write_parquet
-    from pluto_dvc.selection.output import write_json
+    from pluto_dvc.io import write_json
+    from pluto_dvc.testing.log_factory import write_log
 
     old = os.umask(umask)
     try:

@@ -9,7 +9,13 @@ import math
 import numpy as np
 import pytest
 import shapely
-from feature_factory import (
+
+from pluto_dvc.features import FeatureError, LogFeatureBuilder, PlutoFeatures
+from pluto_dvc.features.geometry import wrap_angle
+from pluto_dvc.nuplan.vehicle import EGO_LENGTH_M as EGO_LENGTH
+from pluto_dvc.nuplan.vehicle import EGO_WIDTH_M as EGO_WIDTH
+from pluto_dvc.params import FeatureParams
+from pluto_dvc.testing.feature_factory import (
     X0,
     Y0,
     Box,
@@ -22,11 +28,6 @@ from feature_factory import (
     straight_road_layers,
     write_map,
 )
-
-from pluto_dvc.features import FeatureError, LogFeatureBuilder, PlutoFeatures
-from pluto_dvc.features.agents import EGO_LENGTH, EGO_WIDTH
-from pluto_dvc.features.geometry import wrap_angle
-from pluto_dvc.params import FeatureParams
 
 N = 240  # frames (12 s): scenarios at frames 40 .. 79 have 2 s history and 8 s future
 PRESENT = 20

@@ -8,7 +8,11 @@ import math
 
 import numpy as np
 import pytest
-from feature_factory import (
+
+from pluto_dvc.features import LogFeatureBuilder
+from pluto_dvc.features.cost_map import Grid, build_cost_map, parked_agents, signed_distance
+from pluto_dvc.params import FeatureParams
+from pluto_dvc.testing.feature_factory import (
     Box,
     LogSpec,
     ego_drive,
@@ -17,10 +21,6 @@ from feature_factory import (
     straight_road_layers,
     write_map,
 )
-
-from pluto_dvc.features import LogFeatureBuilder
-from pluto_dvc.features.cost_map import Grid, build_cost_map, parked_agents, signed_distance
-from pluto_dvc.params import FeatureParams
 
 
 def brute_distance(cls: np.ndarray) -> np.ndarray:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from feature_factory import check_keys_shapes_dtypes
 
 from pluto_dvc.features import FeatureError, LogFeatureBuilder, collate
 from pluto_dvc.nuplan.log_reader import load_log
 from pluto_dvc.nuplan.map_reader import MapsRoot
 from pluto_dvc.params import FeatureParams
+from pluto_dvc.testing.feature_factory import check_keys_shapes_dtypes
 
 STRIDE = 15
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from log_factory import DEFAULT_LOG_NAME, EXTRA_LIDAR, frame_rows, make_log_tables
 
 from pluto_dvc.errors import DataError
 from pluto_dvc.nuplan.locations import LOCATIONS
@@ -27,6 +26,7 @@ from pluto_dvc.nuplan.log_schema import (
     tokens_hex,
 )
 from pluto_dvc.nuplan.log_writer import write_log_db
+from pluto_dvc.testing.log_factory import DEFAULT_LOG_NAME, EXTRA_LIDAR, frame_rows, make_log_tables
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,6 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
-from map_factory import (
-    make_grid_layers,
-    make_map_layers,
-    write_test_maps_root,
-)
 from pyogrio import raw
 from pyproj import CRS, Transformer
 from shapely.geometry import Point, box
@@ -33,6 +28,11 @@ from pluto_dvc.nuplan.map_reader import (
 )
 from pluto_dvc.nuplan.map_schema import LAYERS, META_LAYER, NULL_FID, PROJECTED_CRS_KEY
 from pluto_dvc.nuplan.map_writer import write_map_gpkg, write_maps_root
+from pluto_dvc.testing.map_factory import (
+    make_grid_layers,
+    make_map_layers,
+    write_test_maps_root,
+)
 
 BOSTON = LOCATIONS["us-ma-boston"]
 X0, Y0 = BOSTON.utm_origin

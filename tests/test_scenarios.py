@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from log_factory import frame_rows, make_log_tables
 
 from pluto_dvc.nuplan.log_reader import load_log
 from pluto_dvc.nuplan.log_schema import tokens_hex
 from pluto_dvc.nuplan.log_writer import write_log_db
 from pluto_dvc.nuplan.scenarios import enumerate_scenarios, usable_scenes
+from pluto_dvc.testing.log_factory import frame_rows, make_log_tables
 
 # Scene names in time order: by name the order is a(1) b(4) c(0) d(6) e(3) f(5) g(2), so the
 # usable scenes are c, d, e = time-order scenes 0, 6 and 3.

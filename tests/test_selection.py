@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from log_factory import make_log_tables
 
 from pluto_dvc.cli import main
+from pluto_dvc.dataset_paths import DatasetPaths
 from pluto_dvc.errors import DataError, ParamsError
 from pluto_dvc.nuplan.log_schema import MERGED_POINT_CLOUD
 from pluto_dvc.nuplan.log_writer import write_log_db
-from pluto_dvc.nuplan.paths import DatasetPaths
 from pluto_dvc.params import FilterParams, WorkerParams
 from pluto_dvc.selection import resolve_filter, select_scenarios, write_selection
 from pluto_dvc.selection.output import read_scenarios, token_strings
+from pluto_dvc.testing.log_factory import make_log_tables
 
 SEQUENTIAL = WorkerParams(kind="sequential")
 FRAMES_PER_SCENE = 40  # 2 s scenes; 10 scenes = a 20 s log, usable frames 80..319

@@ -32,9 +32,10 @@ from test_selection import (
 )
 
 from pluto_dvc.nuplan.log_schema import MERGED_POINT_CLOUD
+from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M
 from pluto_dvc.selection.quality import Windows, speed_edges
 
-CENTER_OFFSET = 1.461  # Pacifica rear axle -> centre, m
+CENTER_OFFSET = EGO_REAR_AXLE_TO_CENTER_M  # Pacifica rear axle -> centre, m
 
 
 def stop_and_go(t: float) -> float:
@@ -355,7 +356,7 @@ ROUTES = ["101", "302 104", "999"]  # scene s drives route ROUTES[s % 3]
 
 @pytest.fixture(scope="module")
 def on_map(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    from map_factory import write_test_maps_root
+    from pluto_dvc.testing.map_factory import write_test_maps_root
 
     root = tmp_path_factory.mktemp("route")
     tables = {}
@@ -372,10 +373,10 @@ def on_map(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 def ref_route(ds: Dataset, rows: list[Ref], radius: float, expand: bool) -> list[Ref]:
     """Lanes (lane_group_fid) and connector polygons (lane_group_connector_fid) of the written
     map intersecting the square patch around the ego, intersected with the scene's route."""
-    from map_factory import make_map_layers
     from shapely.geometry import box
 
     from pluto_dvc.nuplan.locations import LOCATIONS
+    from pluto_dvc.testing.map_factory import make_map_layers
 
     layers = make_map_layers(LOCATIONS["us-nv-las-vegas-strip"])
     lanes = layers["lanes_polygons"]
@@ -420,8 +421,9 @@ def test_route_filter_without_maps_is_a_clear_error(moving):
 def test_motion_filters_sample_every_second_frame_from_two_after_the_first():
     """Hand-made 20 Hz trajectory: frame 0 (iteration 0) and the odd frames are far off; the
     devkit's future trajectory only holds frames 2, 4, ..., 20, 1 m apart along +x."""
+    from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M as REAR_AXLE_TO_CENTER_M
     from pluto_dvc.selection.logread import EgoMotion
-    from pluto_dvc.selection.quality import REAR_AXLE_TO_CENTER_M, displacement
+    from pluto_dvc.selection.quality import displacement
 
     n = 21
     x = np.where(np.arange(n) % 2 == 0, np.arange(n) / 2.0, 1000.0)

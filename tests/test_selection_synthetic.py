@@ -63,7 +63,8 @@ def test_route_radius_on_synthetic_maps_is_monotonic(tiny_synthetic):
 @pytest.mark.slow
 def test_dvc_pipeline_select_and_split(tmp_path):
     from dvc_repo import DvcRepo
-    from synthetic_factory import TINY_SYNTHETIC
+
+    from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC
 
     repo = DvcRepo(
         tmp_path / "repo",

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from dvc_repo import DvcRepo
-from synthetic_factory import TINY_SYNTHETIC, tiny_synthetic_params
 
 from pluto_dvc.nuplan.locations import LOCATIONS, MAPS_VERSION_JSON
 from pluto_dvc.nuplan.log_reader import read_log_meta
 from pluto_dvc.nuplan.map_reader import MapsRoot
 from pluto_dvc.params import WorkerParams
 from pluto_dvc.synthetic.dataset import synthesize_dataset
+from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC, tiny_synthetic_params
 
 LOG_NAME = r"^\d{4}\.\d{2}\.\d{2}\.\d{2}\.\d{2}\.\d{2}_veh-\d{2}_\d{5}_\d{5}$"
 

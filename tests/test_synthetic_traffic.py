@@ -7,31 +7,29 @@ import sqlite3
 import numpy as np
 import pytest
 import shapely
-from synthetic_factory import tiny_synthetic_params
 
 from pluto_dvc.nuplan.log_reader import load_log
 from pluto_dvc.nuplan.log_schema import CATEGORY_NAMES, SCHEMA
 from pluto_dvc.nuplan.map_reader import MapsRoot
 from pluto_dvc.nuplan.scenarios import enumerate_scenarios
+from pluto_dvc.nuplan.vehicle import EGO_LENGTH_M, EGO_REAR_AXLE_TO_CENTER_M, EGO_WIDTH_M
 from pluto_dvc.reference import scenario_types
 from pluto_dvc.synthetic.dataset import plan_logs, road_elements, road_network
 from pluto_dvc.synthetic.nuplan_tables import GOAL_AHEAD_S, SCENE_S
-from pluto_dvc.synthetic.simulation import (
+from pluto_dvc.synthetic.simulation import simulate
+from pluto_dvc.synthetic.tagger import frame_tags
+from pluto_dvc.synthetic.traffic_agents import (
     BARRIER,
     BICYCLE,
     CONE,
     DT,
-    EGO_LENGTH_M,
-    EGO_REAR_AXLE_TO_CENTER_M,
-    EGO_WIDTH_M,
     GENERIC,
     KIND_CATEGORY,
     SIGN,
     VEHICLE,
     SimConfig,
-    simulate,
 )
-from pluto_dvc.synthetic.tagger import frame_tags
+from pluto_dvc.testing.synthetic_factory import tiny_synthetic_params
 
 SPEED_MARGIN = 1.0  # m/s above the limit
 MAX_ACCEL, MAX_DECEL, MAX_YAW_RATE = 2.0, 8.0, 1.0

@@ -277,11 +277,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_guarded(lambda: args.func(args), args.traceback)
 
 
-def run_stage(description: str, body: Callable[[Params, argparse.Namespace], None]) -> None:
+def run_stage(
+    description: str,
+    body: Callable[[Params, argparse.Namespace], None],
+    paths: Sequence[tuple[str, str]] = (),
+) -> None:
     """Entry point of a DVC stage script: load params.yaml (plus ``-S key=value`` overrides), call
-    ``body(params, args)`` and exit with its status (one message, no traceback, on a user error)."""
+    ``body(params, args)`` and exit with its status (one message, no traceback, on a user error).
+
+    paths: (name, help) of each input or output file the stage reads or writes; each is a
+    required ``--name PATH`` argument (``args.name``, a Path), so that dvc.yaml, which lists the
+    stage's deps and outs, is also the one place that names them.
+    """
     parser = argparse.ArgumentParser(description=description)
     _add_params_args(parser)
+    for name, help_text in paths:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(
+            flag, dest=name, type=Path, required=True, metavar="PATH", help=help_text
+        )
     parser.add_argument("--traceback", action="store_true")
     args = parser.parse_args()
 

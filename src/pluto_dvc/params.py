@@ -25,7 +25,9 @@ from pydantic import (
 )
 
 from pluto_dvc.errors import ParamsError
+from pluto_dvc.filter_presets import PRESETS
 from pluto_dvc.nuplan.locations import LOCATIONS
+from pluto_dvc.nuplan.log_schema import LOG_FRAME_S
 from pluto_dvc.reference import scenario_types as _known_scenario_types
 
 DEFAULT_PARAMS_FILE = "params.yaml"
@@ -86,7 +88,7 @@ class WorkerParams(_Section):
     ray_address: str = Field("", description="'' = start Ray locally; else an existing cluster")
 
 
-FILTER_PRESETS = ("", "tiny_50", "one_million", "val14", "challenge_14")
+FILTER_PRESETS = tuple(PRESETS)
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
@@ -247,18 +249,26 @@ class FeatureParams(_Section):
     build_causal: bool = Field(
         True, description="PLUTO's causal keys: leading agents, red lights, free path, interaction"
     )
-    max_failure_ratio: float = Field(
-        0.05, ge=0.0, le=1.0, description="the stage fails above this share of failed scenarios"
-    )
-    samples_per_shard: int = Field(512, ge=1, le=100_000)
 
     @field_validator("sample_interval_s")
     @classmethod
     def _multiple_of_log_clock(cls, value: float) -> float:
-        steps = value / 0.05
+        steps = value / LOG_FRAME_S
         if abs(steps - round(steps)) > 1e-6:
-            raise ValueError("must be a multiple of the 0.05 s log clock (e.g. 0.1)")
+            raise ValueError(f"must be a multiple of the {LOG_FRAME_S} s log clock (e.g. 0.1)")
         return value
+
+
+class CacheParams(_Section):
+    """How the feature cache is laid out and when a build fails (stage ``build_cache``).
+
+    Neither changes what a sample holds: changing them re-shards without recomputing samples.
+    """
+
+    samples_per_shard: int = Field(512, ge=1, le=100_000, description="scenarios per shard file")
+    max_failure_ratio: float = Field(
+        0.05, ge=0.0, le=1.0, description="the stage fails above this share of failed scenarios"
+    )
 
 
 class ModelParams(_Section):
@@ -303,6 +313,7 @@ class Params(_Section):
     filter: FilterParams = Field(default_factory=FilterParams)
     split: SplitParams = Field(default_factory=SplitParams)
     features: FeatureParams = Field(default_factory=FeatureParams)
+    cache: CacheParams = Field(default_factory=CacheParams)
     model: ModelParams = Field(default_factory=ModelParams)
 
 

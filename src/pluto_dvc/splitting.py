@@ -236,7 +236,8 @@ def run_split(
     summary_path: str | Path = SPLIT_SUMMARY_PATH,
 ) -> tuple[LogSplit, dict[str, Any]]:
     """Read the selection, split its logs, write ``splits.json`` and the summary atomically."""
-    from pluto_dvc.selection.output import read_scenarios, write_json
+    from pluto_dvc.io import write_json
+    from pluto_dvc.selection.output import read_scenarios
 
     table = read_scenarios(scenarios_path)
     stats = LogStats.from_columns(

@@ -85,9 +85,9 @@ def run_build_cache(
     """
     from pluto_dvc.cache.builder import CacheBuildError, build_cache
     from pluto_dvc.cache.source import FeatureSource
-    from pluto_dvc.nuplan.paths import resolve_dataset
+    from pluto_dvc.dataset_paths import resolve_dataset
+    from pluto_dvc.io import write_json
     from pluto_dvc.selection import SCENARIOS_PATH, read_scenarios
-    from pluto_dvc.selection.output import write_json
 
     selection = read_scenarios(scenarios_path or SCENARIOS_PATH).to_pandas()
     cache_dir = Path(cache_dir)
@@ -104,8 +104,8 @@ def run_build_cache(
             selection,
             cache_dir,
             source,
-            samples_per_shard=params.features.samples_per_shard,
-            max_failure_ratio=params.features.max_failure_ratio,
+            samples_per_shard=params.cache.samples_per_shard,
+            max_failure_ratio=params.cache.max_failure_ratio,
             worker=params.worker,
             progress=progress,
         )

@@ -54,17 +54,15 @@ from pluto_dvc.cache.manifest import (
 )
 from pluto_dvc.cache.plan import plan_shards, shard_spec, sort_selection
 from pluto_dvc.cache.shard import TMP_PREFIX, BlobRef, file_sha256, is_shard_name, read_footer
-from pluto_dvc.cache.source import SampleSource
-from pluto_dvc.cache.worker import (
+from pluto_dvc.cache.shard_records import (
     FAILURE_COLUMNS,
-    RETRYABLE_KINDS,
     SAMPLE_COLUMNS,
     SHARD_FORMAT,
-    ShardResult,
-    ShardTask,
-    build_shard,
-    footer_problem,
+    ScenarioRow,
+    ShardFooter,
 )
+from pluto_dvc.cache.source import SampleSource
+from pluto_dvc.cache.worker import ShardResult, ShardTask, build_shard
 from pluto_dvc.errors import DataError, PlutoDvcError
 from pluto_dvc.params import WorkerParams
 from pluto_dvc.workers import resolve_num_workers, run_per_log
@@ -111,7 +109,7 @@ def _build_lock(cache_dir: Path) -> Iterator[None]:
         yield
 
 
-def _scan_shards(cache_dir: Path, fingerprint: str) -> tuple[dict[str, dict], bool]:
+def _scan_shards(cache_dir: Path, fingerprint: str) -> tuple[dict[str, ShardFooter], bool]:
     """Footers of usable shards by file name; deletes temporaries and shards of other features.
 
     Returns (footers, discarded) where ``discarded`` says an earlier cache was dropped.
@@ -122,7 +120,7 @@ def _scan_shards(cache_dir: Path, fingerprint: str) -> tuple[dict[str, dict], bo
         for name in (MANIFEST, FAILURES):
             with contextlib.suppress(FileNotFoundError):
                 (cache_dir / name).unlink()
-    footers: dict[str, dict] = {}
+    footers: dict[str, ShardFooter] = {}
     shards_dir = cache_dir / SHARDS
     if not shards_dir.is_dir():
         return footers, discarded
@@ -134,13 +132,11 @@ def _scan_shards(cache_dir: Path, fingerprint: str) -> tuple[dict[str, dict], bo
         if not is_shard_name(entry.name):
             continue
         try:
-            footer = read_footer(path)
-        except DataError:
-            footer = {}
-        if footer and footer_problem(footer):
-            footer = {}
-        if footer.get("format") != SHARD_FORMAT or footer.get("fingerprint") != fingerprint:
-            discarded = discarded or bool(footer)
+            footer: ShardFooter | None = ShardFooter.from_json(read_footer(path))
+        except (DataError, ValueError):
+            footer = None
+        if footer is None or footer.format != SHARD_FORMAT or footer.fingerprint != fingerprint:
+            discarded = discarded or footer is not None
             path.unlink(missing_ok=True)
             continue
         footers[entry.name] = footer
@@ -148,24 +144,24 @@ def _scan_shards(cache_dir: Path, fingerprint: str) -> tuple[dict[str, dict], bo
 
 
 def _reuse_index(
-    footers: dict[str, dict], shards_dir: Path, needed: dict[tuple[str, str], str]
+    footers: dict[str, ShardFooter], shards_dir: Path, needed: dict[tuple[str, str], str]
 ) -> tuple[dict[tuple[str, str], BlobRef], dict[tuple[str, str], str]]:
     """Blobs and known-invalid reasons of ``needed`` (log, token) -> log id, from old shards."""
     reuse: dict[tuple[str, str], BlobRef] = {}
     invalid: dict[tuple[str, str], str] = {}
     for name, footer in footers.items():
-        ids = footer["logs"]
-        s = footer["samples"]
+        ids = footer.logs
+        s = footer.samples
         path = str(shards_dir / name)
         for log_name, token, offset, length, crc in zip(
-            s["log_name"], s["token"], s["offset"], s["length"], s["crc32"], strict=True
+            s.log_name, s.token, s.offset, s.length, s.crc32, strict=True
         ):
             key = (log_name, token)
             if needed.get(key) == ids.get(log_name):
                 reuse[key] = BlobRef(path, offset, length, crc)
-        f = footer["failures"]
+        f = footer.failures
         for log_name, token, kind, reason in zip(
-            f["log_name"], f["token"], f["kind"], f["reason"], strict=True
+            f.log_name, f.token, f.kind, f.reason, strict=True
         ):
             key = (log_name, token)
             if kind == "invalid" and needed.get(key) == ids.get(log_name):
@@ -173,16 +169,17 @@ def _reuse_index(
     return reuse, invalid
 
 
-def _columns_frame(footers: list[dict], part: str, columns: tuple[str, ...]) -> pd.DataFrame:
+def _columns_frame(footers: list[ShardFooter], part: str, columns: tuple[str, ...]) -> pd.DataFrame:
     frames = []
     for index, footer in enumerate(footers):
-        df = pd.DataFrame({c: footer[part][c] for c in columns})
+        rows = getattr(footer, part)
+        df = pd.DataFrame({c: getattr(rows, c) for c in columns})
         df["shard"] = index
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
 
-def _tables(table: pd.DataFrame, footers: list[dict]) -> tuple[pa.Table, pa.Table]:
+def _tables(table: pd.DataFrame, footers: list[ShardFooter]) -> tuple[pa.Table, pa.Table]:
     """The manifest and failures tables, in shard order, with map_name / timestamp_us joined."""
     extra = table[["log_name", "token", "map_name", "timestamp_us"]]
     samples = _columns_frame(footers, "samples", SAMPLE_COLUMNS)
@@ -224,7 +221,7 @@ def _summary(
 class _Plan:
     ranges: list[tuple[int, int]]  # rows of the sorted selection per shard
     specs: list[str]
-    done: dict[str, tuple[str, dict]]  # spec -> (file name, footer) of shards kept as they are
+    done: dict[str, tuple[str, ShardFooter]]  # spec -> (file name, footer) of kept shards
     tasks: list[ShardTask]  # one per shard to write
     discarded: bool
     corrupt: list[str]  # names of finished shards whose SHA-256 did not match: rebuilt
@@ -262,20 +259,18 @@ def _plan(
     footers, discarded = _scan_shards(cache_dir, fingerprint)
     planned = set(specs)
     done = {
-        f["spec"]: (name, f)
-        for name, f in footers.items()
-        if f["spec"] in planned and not RETRYABLE_KINDS.intersection(f["failures"]["kind"])
+        f.spec: (name, f) for name, f in footers.items() if f.spec in planned and not f.retryable
     }
     corrupt = _corrupt_names(shards_dir, sorted(name for name, _ in done.values()), worker)
     done = {spec: kept for spec, kept in done.items() if kept[0] not in corrupt}
-    rows = [tuple(r) for r in table[["log_name", "token", "scenario_type", "log_path"]].values]
+    rows = [ScenarioRow(*r) for r in table[list(ScenarioRow._fields)].values]
     todo = [i for i, spec in enumerate(specs) if spec not in done]
-    needed = {(r[0], r[1]): ids_by_path[r[3]] for i in todo for r in rows[slice(*ranges[i])]}
+    needed = {r.key: ids_by_path[r.log_path] for i in todo for r in rows[slice(*ranges[i])]}
     reuse, invalid = _reuse_index(footers, shards_dir, needed)
     tasks = []
     for i in todo:
         task_rows = tuple(rows[slice(*ranges[i])])
-        keys = [(r[0], r[1]) for r in task_rows]
+        keys = [r.key for r in task_rows]
         tasks.append(
             ShardTask(
                 index=i,
@@ -284,7 +279,7 @@ def _plan(
                 shards_dir=str(shards_dir),
                 source=source,
                 rows=task_rows,
-                log_ids={r[0]: ids_by_path[r[3]] for r in task_rows},
+                log_ids={r.log_name: ids_by_path[r.log_path] for r in task_rows},
                 reuse={k: reuse[k] for k in keys if k in reuse},
                 invalid={k: invalid[k] for k in keys if k in invalid},
             )
@@ -352,8 +347,8 @@ def build_cache(
                 "name": name,
                 "sha256": name.removesuffix(".shard"),
                 "bytes": (shards_dir / name).stat().st_size,
-                "samples": len(f["samples"]["token"]),
-                "failures": len(f["failures"]["token"]),
+                "samples": len(f.samples),
+                "failures": len(f.failures),
             }
             for name, f in zip(names, footers, strict=True)
         ]
@@ -363,7 +358,7 @@ def build_cache(
             "shard_format": SHARD_FORMAT,
             "codec": CODEC,
             "checksum": "sha256",
-            "fingerprint": footers[0]["fingerprint"],
+            "fingerprint": footers[0].fingerprint,
             "source": source.describe(),
             "samples_per_shard": samples_per_shard,
             "num_scenarios": summary["num_scenarios"],
@@ -405,10 +400,10 @@ def failure_message(report: BuildReport, failures: pa.Table, top: int = 5) -> st
     listed = "\n  ".join(lines)
     return (
         f"{s['num_failures']} of {s['num_scenarios']} scenarios failed "
-        f"({s['failure_ratio']:.1%}), above features.max_failure_ratio = "
+        f"({s['failure_ratio']:.1%}), above cache.max_failure_ratio = "
         f"{s['max_failure_ratio']:g}. Most common reasons:\n  {listed}\n"
         f"Every failure (token, log, kind, reason) is in {report.cache_dir / FAILURES} "
         "(`pluto-dvc cache inspect --failures`). Fix the data or the feature builder, or raise "
-        "features.max_failure_ratio. Built samples are kept: the next build retries only the "
+        "cache.max_failure_ratio. Built samples are kept: the next build retries only the "
         "scenarios that failed with an error (kinds 'error' and 'log')."
     )

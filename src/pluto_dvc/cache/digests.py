@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pluto_dvc.io import write_text
 from pluto_dvc.params import WorkerParams
 from pluto_dvc.workers import resolve_num_workers
 
@@ -72,9 +72,6 @@ def file_digests(
             if stats[p] is not None and d.startswith("sha256:")
         }
         state.update(new_state)
-        tmp = state_file.with_name(f".{state_file.name}.tmp")
-        with contextlib.suppress(OSError):
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(state, sort_keys=True))
-            os.replace(tmp, state_file)
+        with contextlib.suppress(OSError):  # only a speed-up: a failed write costs a re-hash
+            write_text(state_file, json.dumps(state, sort_keys=True))
     return out

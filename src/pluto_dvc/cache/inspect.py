@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pluto_dvc.arrays import offsets_of_sorted
 from pluto_dvc.cache.dataset import CacheDataset
 from pluto_dvc.cache.manifest import (
     FAILURES,
@@ -34,7 +35,7 @@ from pluto_dvc.cache.shard import (
     read_blob,
     read_footer,
 )
-from pluto_dvc.cache.worker import SAMPLE_COLUMNS, footer_problem
+from pluto_dvc.cache.shard_records import SAMPLE_COLUMNS, ShardFooter
 
 
 def inspect_cache(
@@ -155,7 +156,7 @@ def verify_cache(
     table, meta = manifest.table, manifest.meta
     shard_col = table.column("shard").to_numpy()
     order = np.argsort(shard_col, kind="stable")
-    bounds = np.searchsorted(shard_col[order], np.arange(len(manifest.shards) + 1))
+    bounds = offsets_of_sorted(shard_col[order], len(manifest.shards))
     rows = table.select(SAMPLE_COLUMNS).to_pydict()
     total = 0
     failures_listed = 0
@@ -213,12 +214,10 @@ def _verify_one(path: Path, shard: dict, expected: dict[str, list]) -> list[str]
     if digest != shard["sha256"]:
         problems.append(f"{path}: SHA-256 mismatch ({digest[:16]}... != {shard['sha256'][:16]}...)")
     try:
-        footer = read_footer(path)
-        problem = footer_problem(footer)
-        if problem:
-            problems.append(f"{path}: {problem}")
-        else:
-            problems.extend(_footer_vs_manifest(path, footer, shard, expected))
+        footer = ShardFooter.from_json(read_footer(path))
+        problems.extend(_footer_vs_manifest(path, footer, shard, expected))
+    except ValueError as exc:  # a malformed footer
+        problems.append(f"{path}: {exc}")
     except CacheCorruptError as exc:
         problems.append(str(exc).split(". Restore")[0])
     fd = os.open(path, os.O_RDONLY)
@@ -238,23 +237,23 @@ def _verify_one(path: Path, shard: dict, expected: dict[str, list]) -> list[str]
     return problems
 
 
-def _footer_vs_manifest(path: Path, footer: dict, shard: dict, expected: dict) -> list[str]:
-    samples = footer["samples"]
+def _footer_vs_manifest(path: Path, footer: ShardFooter, shard: dict, expected: dict) -> list[str]:
+    samples = footer.samples
     problems = []
-    if len(samples["token"]) != shard["samples"]:
+    if len(samples) != shard["samples"]:
         problems.append(
-            f"{path}: footer lists {len(samples['token'])} samples, the manifest's shard table "
+            f"{path}: footer lists {len(samples)} samples, the manifest's shard table "
             f"{shard['samples']}"
         )
-    if len(footer["failures"]["token"]) != shard["failures"]:
+    if len(footer.failures) != shard["failures"]:
         problems.append(
-            f"{path}: footer lists {len(footer['failures']['token'])} failures, the manifest's "
+            f"{path}: footer lists {len(footer.failures)} failures, the manifest's "
             f"shard table {shard['failures']}"
         )
-    differ = [c for c in SAMPLE_COLUMNS if samples[c] != expected[c]]
+    differ = [c for c in SAMPLE_COLUMNS if getattr(samples, c) != expected[c]]
     if differ:
         problems.append(
             f"{path}: the manifest's {len(expected['token'])} rows of this shard differ from its "
-            f"footer ({len(samples['token'])} samples) in {differ}"
+            f"footer ({len(samples)} samples) in {differ}"
         )
     return problems

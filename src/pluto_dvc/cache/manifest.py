@@ -22,11 +22,8 @@ could not be opened), reason (str).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ import pyarrow.parquet as pq
 
 from pluto_dvc.cache.shard import MAGIC, CacheCorruptError, is_shard_name, shard_data_end
 from pluto_dvc.errors import DataError
-from pluto_dvc.io import temp_file_beside, with_path
+from pluto_dvc.io import atomic_write
 
 FORMAT = "pluto-dvc-cache/2"  # 2: the manifest carries manifest_sha256
 CHECKSUM_KEY = "manifest_sha256"
@@ -85,23 +82,6 @@ class Manifest:
 
     def shard_path(self, index: int) -> Path:
         return self.cache_dir / SHARDS / self.shards[index]["name"]
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temp file beside ``path``, fsync it, rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_file_beside(path)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise with_path(exc, path) from None
-        raise
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:

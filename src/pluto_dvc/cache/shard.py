@@ -29,7 +29,7 @@ from typing import Any
 
 from pluto_dvc.cache.codec import MAX_SAMPLE_BYTES
 from pluto_dvc.errors import DataError
-from pluto_dvc.io import with_path
+from pluto_dvc.io import fsync_dir, with_path
 
 MAGIC = b"PLUTOSH1"
 END = b"PLUTOEND"
@@ -118,7 +118,7 @@ class ShardWriter:
         self._file.close()
         final = self.directory / f"{self._hash.hexdigest()}{SUFFIX}"
         os.replace(self.tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return final
 
     def abort(self) -> None:
@@ -132,15 +132,6 @@ class ShardWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._file.closed:
             self.abort()
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read_footer(path: str | Path) -> dict[str, Any]:

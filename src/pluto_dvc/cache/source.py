@@ -21,8 +21,6 @@ from pluto_dvc.cache.codec import CODEC
 from pluto_dvc.cache.digests import file_digests
 from pluto_dvc.params import FeatureParams, WorkerParams
 
-# FeatureParams fields that change neither the content of a sample nor which samples exist.
-LAYOUT_FIELDS = frozenset({"max_failure_ratio", "samples_per_shard"})
 # Packages whose code decides what a sample holds (their sources are hashed into the fingerprint).
 CODE_PACKAGES = ("pluto_dvc.features", "pluto_dvc.nuplan")
 
@@ -52,8 +50,8 @@ class SampleSource(Protocol):
 
 
 def features_hash(features: FeatureParams) -> str:
-    """SHA-256 of the feature params that change samples (``LAYOUT_FIELDS`` excluded)."""
-    content = {k: v for k, v in features.model_dump(mode="json").items() if k not in LAYOUT_FIELDS}
+    """SHA-256 of the feature params (each changes samples; the layout is in ``cache.*``)."""
+    content = features.model_dump(mode="json")
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,7 +124,7 @@ class FeatureSource:
         content = self.features.model_dump(mode="json")
         return {
             "builder": "pluto_dvc.features.LogFeatureBuilder",
-            "features": {k: v for k, v in content.items() if k not in LAYOUT_FIELDS},
+            "features": content,
             "features_hash": features_hash(self.features),
             "code_hash": code_hash(),
         }

@@ -25,12 +25,15 @@ import numpy as np
 
 from pluto_dvc.cache.codec import CODEC, encode_sample
 from pluto_dvc.cache.shard import BlobRef, CacheCorruptError, ShardWriter, read_blob
+from pluto_dvc.cache.shard_records import (
+    SHARD_FORMAT,
+    FailureRows,
+    SampleRows,
+    ScenarioRow,
+    ShardFooter,
+)
 from pluto_dvc.cache.source import SampleSource
 
-SHARD_FORMAT = "pluto-dvc-shard/1"
-SAMPLE_COLUMNS = ("log_name", "token", "scenario_type", "offset", "length", "crc32")
-FAILURE_COLUMNS = ("log_name", "token", "scenario_type", "kind", "reason")
-RETRYABLE_KINDS = frozenset({"error", "log"})
 MAX_REASON_CHARS = 4000  # whole messages; only a runaway one is cut
 
 
@@ -43,7 +46,7 @@ class ShardTask:
     fingerprint: str
     shards_dir: str
     source: SampleSource
-    rows: tuple[tuple[str, str, str, str], ...]  # (log_name, token, scenario_type, log_path)
+    rows: tuple[ScenarioRow, ...]
     log_ids: dict[str, str]  # log_name -> content identity of its file
     reuse: dict[tuple[str, str], BlobRef] = field(default_factory=dict)  # (log, token) -> blob
     invalid: dict[tuple[str, str], str] = field(default_factory=dict)  # (log, token) -> reason
@@ -53,7 +56,7 @@ class ShardTask:
 class ShardResult:
     index: int
     name: str
-    footer: dict[str, Any]
+    footer: ShardFooter
     computed: int  # samples built by the feature builder (successfully or not)
     reused: int  # blobs copied from an earlier shard
     seconds: float
@@ -121,28 +124,7 @@ def non_finite(sample: Mapping[str, np.ndarray]) -> str | None:
     return f"non-finite values (NaN or inf) in {', '.join(bad)}" if bad else None
 
 
-def footer_problem(footer: Mapping[str, Any]) -> str | None:
-    """What makes a shard footer unusable (missing or malformed parts), or None."""
-    for key, kind in (("format", str), ("fingerprint", str), ("spec", str), ("logs", dict)):
-        if not isinstance(footer.get(key), kind):
-            return f"footer has no valid {key!r}"
-    for part, columns, ints in (
-        ("samples", SAMPLE_COLUMNS, SAMPLE_COLUMNS[3:]),
-        ("failures", FAILURE_COLUMNS, ()),
-    ):
-        table = footer.get(part)
-        if not isinstance(table, dict) or not all(isinstance(table.get(c), list) for c in columns):
-            return f"footer has no valid {part!r} table"
-        if len({len(table[c]) for c in columns}) > 1:
-            return f"footer's {part!r} columns differ in length"
-        for c in columns:
-            kind = int if c in ints else str
-            if not all(type(v) is kind for v in table[c]):
-                return f"footer's {part}.{c} holds values that are not {kind.__name__}"
-    return None
-
-
-def _compute(log: _OpenLog, row: tuple[str, str, str, str], source: SampleSource):
+def _compute(log: _OpenLog, row: ScenarioRow, source: SampleSource):
     """(blob, None, None) or (None, kind, reason) for one scenario."""
     log_name, token, _, log_path = row
     opened, error = log.get(log_path, log_name)
@@ -167,14 +149,13 @@ def _compute(log: _OpenLog, row: tuple[str, str, str, str], source: SampleSource
 def build_shard(task: ShardTask) -> ShardResult:
     """Worker entry point: build or copy every sample of one shard and write it."""
     start = time.perf_counter()
-    samples: dict[str, list] = {c: [] for c in SAMPLE_COLUMNS}
-    failures: dict[str, list] = {c: [] for c in FAILURE_COLUMNS}
+    samples, failures = SampleRows(), FailureRows()
     computed = reused = 0
     log, old = _OpenLog(task.source), _OldBlobs()
     try:
         with ShardWriter(task.shards_dir, f"{task.index:05d}-{task.spec[:16]}") as writer:
             for row in task.rows:
-                key = (row[0], row[1])
+                key = row.key
                 blob, kind, reason = None, None, None
                 if key in task.reuse:
                     blob = old.read(task.reuse[key])
@@ -186,23 +167,19 @@ def build_shard(task: ShardTask) -> ShardResult:
                     computed += 1
                     blob, kind, reason = _compute(log, row, task.source)
                 if blob is not None:
-                    for col, value in zip(
-                        SAMPLE_COLUMNS, (*row[:3], *writer.add(blob)), strict=True
-                    ):
-                        samples[col].append(value)
+                    samples.add(row, *writer.add(blob))
                 else:
-                    for col, value in zip(FAILURE_COLUMNS, (*row[:3], kind, reason), strict=True):
-                        failures[col].append(value)
-            footer = {
-                "format": SHARD_FORMAT,
-                "codec": CODEC,
-                "fingerprint": task.fingerprint,
-                "spec": task.spec,
-                "logs": task.log_ids,
-                "samples": samples,
-                "failures": failures,
-            }
-            path = writer.finish(footer)
+                    failures.add(row, kind, reason)
+            footer = ShardFooter(
+                format=SHARD_FORMAT,
+                codec=CODEC,
+                fingerprint=task.fingerprint,
+                spec=task.spec,
+                logs=task.log_ids,
+                samples=samples,
+                failures=failures,
+            )
+            path = writer.finish(footer.to_json())
     finally:
         old.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -9,42 +9,42 @@ them in the ego frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
 from pluto_dvc.features.geometry import rotation, wrap_angle
-from pluto_dvc.features.records import AgentFeatures
+from pluto_dvc.features.records import AgentCategory, AgentFeatures, StaticCategory
 from pluto_dvc.nuplan.log_records import LogArrays
-from pluto_dvc.nuplan.log_schema import CATEGORY_CODES
-
-# nuPlan ego vehicle (Chrysler Pacifica), metres.
-EGO_WIDTH = 2.297
-EGO_LENGTH = 5.176
-EGO_WHEELBASE = 3.089
-EGO_REAR_AXLE_TO_CENTER = 1.461
-
-# log category code -> agent category (records.AGENT_CATEGORIES) / static category, -1 = other
-_AGENT_OF = {"vehicle": 1, "pedestrian": 2, "bicycle": 3}
-_STATIC_OF = {"czone_sign": 0, "barrier": 1, "traffic_cone": 2, "generic_object": 3}
+from pluto_dvc.nuplan.log_schema import ObjectCategory
+from pluto_dvc.nuplan.vehicle import (
+    EGO_LENGTH_M,
+    EGO_REAR_AXLE_TO_CENTER_M,
+    EGO_WHEELBASE_M,
+    EGO_WIDTH_M,
+)
 
 
-def _recode(mapping: dict[str, int]) -> np.ndarray:
-    table = np.full(len(CATEGORY_CODES), -1, dtype=np.int8)
-    for name, code in mapping.items():
-        table[CATEGORY_CODES[name]] = code
+def _recode(categories: type[IntEnum]) -> np.ndarray:
+    """(len(ObjectCategory),) int8: log category code -> the same-named feature category, -1 =
+    none (the ego category has no log counterpart)."""
+    table = np.full(len(ObjectCategory), -1, dtype=np.int8)
+    for category in categories:
+        if category.name in ObjectCategory.__members__:
+            table[ObjectCategory[category.name]] = category
     return table
 
 
-AGENT_CODE = _recode(_AGENT_OF)
-STATIC_CODE = _recode(_STATIC_OF)
+AGENT_CODE = _recode(AgentCategory)
+STATIC_CODE = _recode(StaticCategory)
 
 
 @dataclass
 class LogTimeline:
     """Per-log arrays: B boxes, N frames.
 
-    box_frame: (B,) int64 frame of each box. agent_category: (B,) int8 (1 vehicle, 2 pedestrian,
-    3 bicycle, -1 other). static_category: (B,) int8 (records.STATIC_CATEGORIES, -1 other).
+    box_frame: (B,) int64 frame of each box. agent_category: (B,) int8 (``AgentCategory``, -1 other).
+    static_category: (B,) int8 (``StaticCategory``, -1 other).
     ego_xy: (N, 2) float64 rear axle; ego_heading, ego_vx, ego_vy, ego_ax: (N,) float64
     (velocity / acceleration in the vehicle frame).
     """
@@ -78,7 +78,7 @@ class LogTimeline:
 
 def ego_center(rear_axle: np.ndarray, heading: float) -> np.ndarray:
     """(2,) global centre of the ego box from its rear-axle position and heading."""
-    return rear_axle + EGO_REAR_AXLE_TO_CENTER * np.array([np.cos(heading), np.sin(heading)])
+    return rear_axle + EGO_REAR_AXLE_TO_CENTER_M * np.array([np.cos(heading), np.sin(heading)])
 
 
 @dataclass
@@ -156,10 +156,10 @@ def build_agents(
     c, s = np.cos(rel_heading), np.sin(rel_heading)
     vx, vy = timeline.ego_vx[frames], timeline.ego_vy[frames]
     velocity[0] = np.stack([c * vx - s * vy, s * vx + c * vy], axis=1)
-    shape[0] = (EGO_WIDTH, EGO_LENGTH)
+    shape[0] = (EGO_WIDTH_M, EGO_LENGTH_M)
     valid[0] = True
 
-    category = np.zeros(a_count, dtype=np.int8)
+    category = np.full(a_count, AgentCategory.EGO, dtype=np.int8)
     category[1:] = timeline.agent_category[rows_now]
 
     future = slice(present + 1, t_count)
@@ -207,6 +207,6 @@ def current_state(timeline: LogTimeline, window: Window) -> np.ndarray:
         dh = float(wrap_angle(timeline.ego_heading[f] - timeline.ego_heading[prev]))
         yaw_rate = float(np.clip(dh / dt, -0.95, 0.95))
         steering = float(
-            np.clip(np.arctan(yaw_rate * EGO_WHEELBASE / abs(v)), -2 * np.pi / 3, 2 * np.pi / 3)
+            np.clip(np.arctan(yaw_rate * EGO_WHEELBASE_M / abs(v)), -2 * np.pi / 3, 2 * np.pi / 3)
         )
     return np.array([0.0, 0.0, 0.0, v, timeline.ego_ax[f], steering, yaw_rate], dtype=np.float32)

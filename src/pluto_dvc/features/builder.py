@@ -26,7 +26,6 @@ import numpy as np
 from pluto_dvc.features import causal as causal_mod
 from pluto_dvc.features import cost_map as cost_map_mod
 from pluto_dvc.features.agents import (
-    EGO_REAR_AXLE_TO_CENTER,
     LogTimeline,
     Window,
     build_agents,
@@ -40,7 +39,7 @@ from pluto_dvc.features.map_polygons import (
     polygons_within,
     traffic_light_status,
 )
-from pluto_dvc.features.records import TL_RED, FeatureError, PlutoFeatures
+from pluto_dvc.features.records import FeatureError, PlutoFeatures
 from pluto_dvc.features.reference_lines import (
     build_reference_lines,
     candidate_paths,
@@ -49,10 +48,10 @@ from pluto_dvc.features.reference_lines import (
 from pluto_dvc.features.route import RouteBook, nearby_lanes
 from pluto_dvc.features.static_objects import build_static_objects, present_statics
 from pluto_dvc.nuplan.log_records import LogArrays
+from pluto_dvc.nuplan.log_schema import LOG_FRAME_S, TrafficLightStatus
 from pluto_dvc.nuplan.map_reader import NuPlanMap
+from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M
 from pluto_dvc.params import FeatureParams
-
-LOG_FRAME_S = 0.05  # nuPlan lidar_pc clock (20 Hz)
 
 
 class LogFeatureBuilder:
@@ -88,7 +87,7 @@ class LogFeatureBuilder:
         # cost map's half side of the rear axle (obstacles), whatever the radius
         self._statics_radius = params.radius_m
         if params.build_cost_map:
-            reach = self.grid.half + EGO_REAR_AXLE_TO_CENTER
+            reach = self.grid.half + EGO_REAR_AXLE_TO_CENTER_M
             self._statics_radius = max(params.radius_m, reach)
         self.line_points = max(2, int(round(params.reference_line_length_m)))
 
@@ -163,7 +162,7 @@ class LogFeatureBuilder:
                     )
 
         with self._timed("causal"):
-            red_rows = self.fmap.connector_rows(tl_ids[tl_status == TL_RED])
+            red_rows = self.fmap.connector_rows(tl_ids[tl_status == TrafficLightStatus.RED])
             red_rows = np.unique(red_rows[red_rows >= 0])
             red_rows = red_rows[on_route_lanes[red_rows]]
             obstacles = causal_mod.present_obstacles(

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from pluto_dvc.features.agents import EGO_LENGTH, EGO_REAR_AXLE_TO_CENTER, EGO_WIDTH
 from pluto_dvc.features.geometry import box_corners, project_point, rotation, wrap_angle
 from pluto_dvc.features.map_index import FeatureMap
-from pluto_dvc.features.records import AgentFeatures, CausalInfo
+from pluto_dvc.features.records import AgentCategory, AgentFeatures, CausalInfo
 from pluto_dvc.features.reference_lines import CandidatePath, direction_near
 from pluto_dvc.nuplan.log_records import TrackedObjects
+from pluto_dvc.nuplan.vehicle import EGO_LENGTH_M, EGO_REAR_AXLE_TO_CENTER_M, EGO_WIDTH_M
 
 EGO_PATH_M = 50.0
 PATH_STEP_M = 1.0  # ego-path resampling (PLUTO: the map's baseline vertices, whatever spacing)
@@ -83,10 +83,10 @@ class LeadingObjects:
 def ego_box() -> shapely.Polygon:
     """The ego's box at the present step, ego frame."""
     corners = box_corners(
-        np.array([[EGO_REAR_AXLE_TO_CENTER, 0.0]]),
+        np.array([[EGO_REAR_AXLE_TO_CENTER_M, 0.0]]),
         np.zeros(1),
-        np.array([EGO_WIDTH]),
-        np.array([EGO_LENGTH]),
+        np.array([EGO_WIDTH_M]),
+        np.array([EGO_LENGTH_M]),
     )
     return shapely.Polygon(corners[0])
 
@@ -143,7 +143,7 @@ def corridor(path: EgoPath, box: shapely.Polygon) -> shapely.Geometry:
     line = shapely.LineString(path.points) if len(path.points) >= 2 else None
     if line is None or line.length <= 0.0:
         return box
-    return shapely.union(line.buffer(EGO_WIDTH / 2, cap_style="square"), box)
+    return shapely.union(line.buffer(EGO_WIDTH_M / 2, cap_style="square"), box)
 
 
 def leading_objects(
@@ -161,12 +161,12 @@ def fixed_future_mask(
     red_polygon: shapely.Geometry | None, future_xy: np.ndarray, future_heading: np.ndarray
 ) -> np.ndarray:
     """(F,) bool: False from the first future step whose ego centre (rear axle moved
-    EGO_REAR_AXLE_TO_CENTER along the heading) lies inside ``red_polygon``."""
+    EGO_REAR_AXLE_TO_CENTER_M along the heading) lies inside ``red_polygon``."""
     mask = np.ones(len(future_xy), dtype=bool)
     if red_polygon is None:
         return mask
-    cx = future_xy[:, 0] + EGO_REAR_AXLE_TO_CENTER * np.cos(future_heading)
-    cy = future_xy[:, 1] + EGO_REAR_AXLE_TO_CENTER * np.sin(future_heading)
+    cx = future_xy[:, 0] + EGO_REAR_AXLE_TO_CENTER_M * np.cos(future_heading)
+    cy = future_xy[:, 1] + EGO_REAR_AXLE_TO_CENTER_M * np.sin(future_heading)
     inside = np.flatnonzero(shapely.contains_xy(red_polygon, cx, cy))
     if inside.size:
         mask[inside[0] :] = False
@@ -218,7 +218,7 @@ def interaction_label(agents: AgentFeatures, present: int) -> np.ndarray:
     centre = ego[t_ego] + INTERACTION_EGO_OFFSET_M * np.stack([np.cos(h), np.sin(h)], axis=1)
     n = len(rows)
     ego_boxes = shapely.polygons(
-        box_corners(centre, h, np.full(n, EGO_WIDTH), np.full(n, EGO_LENGTH))
+        box_corners(centre, h, np.full(n, EGO_WIDTH_M), np.full(n, EGO_LENGTH_M))
     )
     collide = shapely.intersects(agent_boxes, ego_boxes)
     label[1 + rows[collide]] = (t_ego - t_agent)[collide]
@@ -229,7 +229,7 @@ def free_path_points(
     path: EgoPath, speed: float, lead_distance: float | None, red_distance: float | None
 ) -> np.ndarray:
     """(N, 3) float32 x, y, heading of the ego-path points of the free path."""
-    start = speed**2 / (2 * FREE_PATH_BRAKE_START) + EGO_LENGTH / 2
+    start = speed**2 / (2 * FREE_PATH_BRAKE_START) + EGO_LENGTH_M / 2
     end = max(FREE_PATH_MIN_END_M, speed**2 / (2 * FREE_PATH_BRAKE_END))
     if lead_distance is not None:
         end = lead_distance
@@ -269,7 +269,10 @@ def present_obstacles(
     return Obstacles(
         polygons=np.concatenate([objects, lights]).astype(object),
         kind=np.concatenate(
-            [np.where(agent_category[rows] > 0, DYNAMIC, STATIC), np.full(len(red_rows), RED_LIGHT)]
+            [
+                np.where(agent_category[rows] > AgentCategory.EGO, DYNAMIC, STATIC),
+                np.full(len(red_rows), RED_LIGHT),
+            ]
         ).astype(np.int8),
         ref=np.concatenate([tracks.track_index[rows], red_rows]).astype(np.int64),
     )

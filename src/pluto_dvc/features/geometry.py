@@ -29,11 +29,6 @@ def to_ego_frame(points: np.ndarray, origin: np.ndarray, angle: float) -> np.nda
     return (np.asarray(points, dtype=np.float64) - origin) @ rotation(angle)
 
 
-def vectors_to_ego_frame(vectors: np.ndarray, angle: float) -> np.ndarray:
-    """(..., 2) global directions (velocities, differences) -> ego frame (no translation)."""
-    return np.asarray(vectors, dtype=np.float64) @ rotation(angle)
-
-
 def arc_length(polyline: np.ndarray) -> np.ndarray:
     """(N,) cumulative arc length of an (N, 2) polyline, starting at 0."""
     seg = np.hypot(*np.diff(polyline, axis=0).T)

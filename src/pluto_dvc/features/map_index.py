@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from pluto_dvc.arrays import offsets_from_counts, ranges
 from pluto_dvc.features.geometry import resample_polyline
+from pluto_dvc.features.records import PolygonType
 from pluto_dvc.nuplan.map_reader import NuPlanMap, Polylines
 
-LANE, CONNECTOR, CROSSWALK = 0, 1, 2
 RASTER_SIMPLIFY_M = 0.05  # polygon simplification for the cost map (well below a 0.2 m pixel)
 DEFAULT_HALF_WIDTH_M = 1.75  # half width given to a connector that has no polygon
 
@@ -35,7 +36,7 @@ class FeatureMap:
     """Everything per map that the per-scenario feature code slices.
 
     P = all polygons, K = lane-like rows (lanes then connectors), n = num_points + 1.
-    kind: (P,) int8 LANE / CONNECTOR / CROSSWALK. fid: (P,) int64 map fid.
+    kind: (P,) int8 ``records.PolygonType``. fid: (P,) int64 map fid.
     roadblock_id: (P,) int64 lane group (lanes), lane group connector (connectors), -1.
     speed_limit: (P,) float64 m/s, NaN = none.
     polylines: (P, 3, n, 2) float64 centreline, left, right boundary resampled by arc length.
@@ -105,9 +106,7 @@ class FeatureMap:
         rings = rings.astype(np.int64)
         starts, stops = self.ring_offsets[rings], self.ring_offsets[rings + 1]
         counts = stops - starts
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        index = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]))
-        return self.ring_points[index], offsets
+        return self.ring_points[ranges(starts, counts)], offsets_from_counts(counts)
 
 
 _CACHE: weakref.WeakKeyDictionary[NuPlanMap, dict[int, FeatureMap]] = weakref.WeakKeyDictionary()
@@ -153,8 +152,7 @@ def build_feature_map(m: NuPlanMap, num_points: int) -> FeatureMap:
     ok = (src >= 0) & (dst >= 0)
     order = np.lexsort((dst[ok], src[ok]))
     src, dst = src[ok][order], dst[ok][order]
-    successor_offsets = np.zeros(nl + nc + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=nl + nc), out=successor_offsets[1:])
+    successor_offsets = offsets_from_counts(np.bincount(src, minlength=nl + nc))
 
     centerline = Polylines.concat([lanes.centerline, conns.centerline])
     seg = np.hypot(*np.diff(centerline.points, axis=0).T)
@@ -177,7 +175,12 @@ def build_feature_map(m: NuPlanMap, num_points: int) -> FeatureMap:
     return FeatureMap(
         num_lanes=nl,
         num_connectors=nc,
-        kind=np.repeat(np.array([LANE, CONNECTOR, CROSSWALK], dtype=np.int8), [nl, nc, nx]),
+        kind=np.repeat(
+            np.array(
+                [PolygonType.LANE, PolygonType.LANE_CONNECTOR, PolygonType.CROSSWALK], dtype=np.int8
+            ),
+            [nl, nc, nx],
+        ),
         fid=np.concatenate([lanes.fid, conns.fid, crosswalks.fid]).astype(np.int64),
         roadblock_id=np.concatenate(
             [lanes.lane_group_fid, conns.lane_group_connector_fid, np.full(nx, -1)]
@@ -247,10 +250,8 @@ def _exterior_rings(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     parts, owner = parts[keep], owner[keep]
     rings = shapely.get_exterior_ring(parts)
     coords, ring_index = shapely.get_coordinates(rings, return_index=True)
-    ring_offsets = np.zeros(len(rings) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ring_index, minlength=len(rings)), out=ring_offsets[1:])
-    row_rings = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=k), out=row_rings[1:])
+    ring_offsets = offsets_from_counts(np.bincount(ring_index, minlength=len(rings)))
+    row_rings = offsets_from_counts(np.bincount(owner, minlength=k))
     return coords, ring_offsets, row_rings
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import shapely
 
 from pluto_dvc.features.geometry import rotation
-from pluto_dvc.features.map_index import CONNECTOR, FeatureMap
-from pluto_dvc.features.records import TL_UNKNOWN, MapFeatures
+from pluto_dvc.features.map_index import FeatureMap
+from pluto_dvc.features.records import MapFeatures, PolygonType
+from pluto_dvc.nuplan.log_schema import TrafficLightStatus
 
 
 def polygons_within(fmap: FeatureMap, center: np.ndarray, radius: float) -> np.ndarray:
@@ -28,11 +29,11 @@ def traffic_light_status(
     fmap: FeatureMap, rows: np.ndarray, connector_ids: np.ndarray, status: np.ndarray
 ) -> np.ndarray:
     """(len(rows),) int8 status of each polygon row from the frame's (connector id, status)
-    pairs (ids ascending); TL_UNKNOWN for lanes, crosswalks and connectors without a status."""
-    out = np.full(len(rows), TL_UNKNOWN, dtype=np.int8)
+    pairs (ids ascending); UNKNOWN for lanes, crosswalks and connectors without a status."""
+    out = np.full(len(rows), TrafficLightStatus.UNKNOWN, dtype=np.int8)
     if connector_ids.size == 0 or rows.size == 0:
         return out
-    is_conn = fmap.kind[rows] == CONNECTOR
+    is_conn = fmap.kind[rows] == PolygonType.LANE_CONNECTOR
     fids = fmap.fid[rows[is_conn]]
     pos = np.minimum(np.searchsorted(connector_ids, fids), connector_ids.size - 1)
     hit = connector_ids[pos] == fids

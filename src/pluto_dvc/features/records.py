@@ -14,9 +14,12 @@ component that is switched off in ``FeatureParams`` is absent (its keys are miss
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import IntEnum
 from typing import Any, ClassVar
 
 import numpy as np
+
+from pluto_dvc.arrays import check_spec
 
 
 class FeatureError(Exception):
@@ -27,16 +30,45 @@ class FeatureError(Exception):
         self.reason = reason
 
 
-# Agent categories (agent.category); the ego is 0.
-AGENT_CATEGORIES: tuple[str, ...] = ("ego", "vehicle", "pedestrian", "bicycle")
-# Static object categories (static_objects.category).
-STATIC_CATEGORIES: tuple[str, ...] = ("czone_sign", "barrier", "traffic_cone", "generic_object")
-# Map polygon types (map.polygon_type).
-POLYGON_TYPES: tuple[str, ...] = ("lane", "lane_connector", "crosswalk")
-# Polyline sides (map.point_side).
-POLYLINE_SIDES: tuple[str, ...] = ("center", "left", "right")
-# Traffic light status (map.polygon_tl_status), as in the nuPlan log.
-TL_GREEN, TL_YELLOW, TL_RED, TL_UNKNOWN = 0, 1, 2, 3
+class AgentCategory(IntEnum):
+    """``agent.category``; the ego is row 0."""
+
+    EGO = 0
+    VEHICLE = 1
+    PEDESTRIAN = 2
+    BICYCLE = 3
+
+
+class StaticCategory(IntEnum):
+    """``static_objects.category``."""
+
+    CZONE_SIGN = 0
+    BARRIER = 1
+    TRAFFIC_CONE = 2
+    GENERIC_OBJECT = 3
+
+
+class PolygonType(IntEnum):
+    """``map.polygon_type``."""
+
+    LANE = 0
+    LANE_CONNECTOR = 1
+    CROSSWALK = 2
+
+
+class PolylineSide(IntEnum):
+    """``map.point_side``."""
+
+    CENTER = 0
+    LEFT = 1
+    RIGHT = 2
+
+
+# ``map.polygon_tl_status`` holds the log's codes: ``log_schema.TrafficLightStatus``.
+AGENT_CATEGORIES: tuple[str, ...] = tuple(c.name.lower() for c in AgentCategory)
+STATIC_CATEGORIES: tuple[str, ...] = tuple(c.name.lower() for c in StaticCategory)
+POLYGON_TYPES: tuple[str, ...] = tuple(c.name.lower() for c in PolygonType)
+POLYLINE_SIDES: tuple[str, ...] = tuple(c.name.lower() for c in PolylineSide)
 
 
 class _Record:
@@ -48,22 +80,7 @@ class _Record:
 
     def validate(self, sizes: dict[str, int] | None = None) -> dict[str, int]:
         """Check every field's dtype and shape; returns the sizes found (``sizes`` pre-binds)."""
-        sizes = dict(sizes or {})
-        cls = type(self).__name__
-        for name, (dtype, pattern) in self.SPEC.items():
-            value = getattr(self, name)
-            if not isinstance(value, np.ndarray):
-                raise ValueError(f"{cls}.{name} is not a numpy array")
-            if value.dtype != np.dtype(dtype):
-                raise ValueError(f"{cls}.{name} has dtype {value.dtype}, expected {dtype}")
-            if value.ndim != len(pattern):
-                raise ValueError(f"{cls}.{name} has shape {value.shape}, expected {pattern}")
-            for dim, want in zip(value.shape, pattern, strict=True):
-                if isinstance(want, str):
-                    want = sizes.setdefault(want, dim)
-                if dim != want:
-                    raise ValueError(f"{cls}.{name} has shape {value.shape}, expected {pattern}")
-        return sizes
+        return check_spec(self, self.SPEC, sizes)
 
     def to_flat(self) -> dict[str, np.ndarray]:
         return {f"{self.PREFIX}{f.name}": getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]

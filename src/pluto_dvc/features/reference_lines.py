@@ -33,8 +33,8 @@ from pluto_dvc.features.geometry import (
     rotation,
     wrap_angle,
 )
-from pluto_dvc.features.map_index import CONNECTOR, FeatureMap
-from pluto_dvc.features.records import ReferenceLines
+from pluto_dvc.features.map_index import FeatureMap
+from pluto_dvc.features.records import PolygonType, ReferenceLines
 
 STEP_M = 1.0
 DUPLICATE_M = 0.5
@@ -91,7 +91,7 @@ def start_lanes(
     rows = rows[np.asarray(ok, dtype=bool)] if len(rows) else rows
     merged = {int(s) for r in rows for s in fmap.successors_of(int(r))}
     rows = np.array([r for r in rows.tolist() if r not in merged], dtype=np.int64)
-    order = np.lexsort((fmap.fid[rows], fmap.kind[rows] != CONNECTOR))
+    order = np.lexsort((fmap.fid[rows], fmap.kind[rows] != PolygonType.LANE_CONNECTOR))
     return rows[order]
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import shapely
 
 from pluto_dvc.features.geometry import wrap_angle
-from pluto_dvc.features.map_index import CONNECTOR, FeatureMap
+from pluto_dvc.features.map_index import FeatureMap
+from pluto_dvc.features.records import PolygonType
 from pluto_dvc.nuplan.log_records import Scenes
 
 NEAR_LANE_M = 3.0
@@ -110,7 +111,7 @@ class RouteBook:
         """(n,) bool for polygon rows (lanes, connectors; crosswalks are never on the route)."""
         fmap = self.fmap
         on = np.isin(fmap.roadblock_id[rows], route) & (fmap.roadblock_id[rows] >= 0)
-        is_conn = fmap.kind[rows] == CONNECTOR
+        is_conn = fmap.kind[rows] == PolygonType.LANE_CONNECTOR
         if is_conn.any():
             conn = rows[is_conn]
             ends = np.stack([fmap.exit_row[conn], fmap.entry_row[conn]])

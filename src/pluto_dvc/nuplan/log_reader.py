@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pluto_dvc.arrays import lookup_sorted, offsets_from_counts, offsets_of_sorted
 from pluto_dvc.errors import DataError
 from pluto_dvc.nuplan.locations import LOCATIONS
 from pluto_dvc.nuplan.log_records import (
@@ -36,6 +37,7 @@ from pluto_dvc.nuplan.log_schema import (
     token_keys,
     tokens_hex,
 )
+from pluto_dvc.nuplan.sqlite import connect_read_only
 
 # The columns the reader needs; any other table or column may exist or not.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -72,13 +74,12 @@ MAX_ABS_VALUE = 1e9  # metres, m/s, rad: UTM coordinates stay below 1e7
 _FIX_DATA = (
     "re-download the log (real nuPlan) or regenerate the synthetic dataset (`dvc repro synthesize`)"
 )
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def read_log_meta(path: str | Path) -> LogMeta:
     """The ``log`` row of one log DB (reads nothing else)."""
     path = Path(path)
-    with _connect(path) as con:
+    with open_log(path) as con:
         _require(con, path, {"log": REQUIRED_COLUMNS["log"]})
         return _read_meta(con, path)
 
@@ -86,7 +87,7 @@ def read_log_meta(path: str | Path) -> LogMeta:
 def load_log(path: str | Path) -> LogArrays:
     """Load a whole log DB into :class:`LogArrays` (validated)."""
     path = Path(path)
-    with _connect(path) as con:
+    with open_log(path) as con:
         _require(con, path, REQUIRED_COLUMNS)
         return _Loader(con, path).load()
 
@@ -94,11 +95,7 @@ def load_log(path: str | Path) -> LogArrays:
 # ------------------------------------------------------------------------------- file checks
 
 
-def _corrupt(path: Path, what: str) -> DataError:
-    return DataError(f"nuPlan log {path} {what}: the file is corrupt or truncated; {_FIX_DATA}.")
-
-
-def _check_file(path: Path) -> None:
+def _check_exists(path: Path) -> None:
     if not path.exists():
         raise DataError(
             f"nuPlan log {path} does not exist. Point NUPLAN_DATA_ROOT (or data.nuplan_root in "
@@ -107,39 +104,15 @@ def _check_file(path: Path) -> None:
         )
     if not path.is_file():
         raise DataError(f"nuPlan log {path} is not a file; expected one SQLite .db per log.")
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            header = f.read(100)
-    except OSError as exc:
-        raise DataError(f"cannot read nuPlan log {path}: {exc}") from exc
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise _corrupt(path, f"is not an SQLite database ({size} bytes, no SQLite header)")
-    # SQLite header: page size at 16 (1 means 65536), page count at 28, valid when the change
-    # counter (24) equals the version-valid-for number (92).
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    if pages and header[24:28] == header[92:96] and pages * page_size > size:
-        raise _corrupt(
-            path, f"is truncated: its header says {pages * page_size} bytes, it has {size}"
-        )
 
 
 @contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """Open the log read-only; turn SQLite errors into DataError."""
-    _check_file(path)
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise DataError(f"cannot open nuPlan log {path}: {exc}") from exc
-    try:
+def open_log(path: Path) -> Iterator[sqlite3.Connection]:
+    """Open a log read-only after checking that it exists and is a whole SQLite file; SQLite
+    errors become DataError naming the log."""
+    _check_exists(path)
+    with connect_read_only(path, "nuPlan log", _FIX_DATA) as con:
         yield con
-    except sqlite3.DatabaseError as exc:
-        raise _corrupt(path, f"cannot be read ({exc})") from exc
-    finally:
-        con.close()
 
 
 def _require(con: sqlite3.Connection, path: Path, required: dict[str, tuple[str, ...]]) -> None:
@@ -202,7 +175,7 @@ def _read_meta(con: sqlite3.Connection, path: Path) -> LogMeta:
 # ------------------------------------------------------------------------------------ loading
 
 
-class _TokenIndex:
+class TokenIndex:
     """Token -> row lookup by binary search on uint64 keys."""
 
     def __init__(self, tokens: np.ndarray) -> None:
@@ -212,16 +185,33 @@ class _TokenIndex:
 
     def find(self, tokens: np.ndarray) -> np.ndarray:
         """(M,) int64 row of each token, -1 where absent."""
-        if len(self.sorted) == 0:
-            return np.full(len(tokens), -1, dtype=np.int64)
-        keys = token_keys(tokens)
-        pos = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
-        return np.where(self.sorted[pos] == keys, self.order[pos], -1).astype(np.int64)
+        return lookup_sorted(self.sorted, token_keys(tokens), self.order)
 
 
-def _csr(sorted_frames: np.ndarray, num_frames: int) -> np.ndarray:
-    """(N+1,) int64 offsets of rows already sorted by frame."""
-    return np.searchsorted(sorted_frames, np.arange(num_frames + 1)).astype(np.int64)
+# ------------------------------------------------------------------------ nuPlan's log rules
+
+
+def clock_rows(timestamps: np.ndarray, is_merged: np.ndarray) -> np.ndarray:
+    """The frames of a log: rows of ``lidar_pc`` whose lidar is the MergedPointCloud, ordered by
+    timestamp (stable, so equal timestamps keep their table order). Empty when there are none."""
+    selected = np.flatnonzero(is_merged)
+    return selected[np.argsort(timestamps[selected], kind="stable")]
+
+
+def heading_of_quaternion(
+    qw: np.ndarray, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray
+) -> np.ndarray:
+    """Yaw about z (rad, [-pi, pi]) of ``ego_pose``'s quaternion."""
+    return np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
+
+
+def parse_roadblock_ids(routes: list) -> tuple[np.ndarray, np.ndarray]:
+    """``scene.roadblock_ids`` (space-separated ids, NULL = none) of each scene as CSR
+    ((S+1,) int64 offsets, (R,) int64 ids); ValueError on a non-integer id."""
+    texts = ["" if r is None else str(r) for r in routes]
+    counts = np.array([len(r.split()) for r in texts], dtype=np.int64)
+    ids = np.array(" ".join(texts).split(), dtype=np.int64)
+    return offsets_from_counts(counts), ids.reshape(-1)
 
 
 class _Loader:
@@ -287,7 +277,7 @@ class _Loader:
         return self.tokens(table, column, filled), valid
 
     def resolve(
-        self, index: _TokenIndex, tokens: np.ndarray, table: str, column: str, target: str
+        self, index: TokenIndex, tokens: np.ndarray, table: str, column: str, target: str
     ) -> np.ndarray:
         """Rows in ``target`` of the tokens read from ``table.column``; DataError if dangling."""
         rows = index.find(tokens)
@@ -351,11 +341,10 @@ class _Loader:
         pc = self.query("lidar_pc", kinds | {"timestamp": "i8"})
         pc_tokens = self.tokens("lidar_pc", "token", pc["token"])
         lidar_keys = token_keys(self.tokens("lidar_pc", "lidar_token", pc["lidar_token"]))
-        selected = np.flatnonzero(np.isin(lidar_keys, merged_keys))
-        if len(selected) == 0:
+        rows = clock_rows(pc["timestamp"], np.isin(lidar_keys, merged_keys))
+        if len(rows) == 0:
             raise self.fail(f"the {MERGED_POINT_CLOUD!r} lidar has no lidar_pc rows")
-        rows = selected[np.argsort(pc["timestamp"][selected], kind="stable")]
-        self.pc_index = _TokenIndex(pc_tokens)
+        self.pc_index = TokenIndex(pc_tokens)
         self.pc_frame = np.full(len(pc_tokens), -1, dtype=np.int64)
         self.pc_frame[rows] = np.arange(len(rows))
         self.frame_token = pc_tokens[rows]
@@ -377,10 +366,10 @@ class _Loader:
             "scene", "goal_ego_pose_token", sc["goal_ego_pose_token"]
         )
         self.goal_token, self.goal_valid = goal_tokens[order], goal_valid[order]
-        routes = ["" if v is None else str(v) for v in sc["roadblock_ids"][order]]
-        counts = np.array([len(r.split()) for r in routes], dtype=np.int64)
         try:
-            roadblock_ids = np.array(" ".join(routes).split(), dtype=np.int64)
+            roadblock_start, roadblock_ids = parse_roadblock_ids(
+                sc["roadblock_ids"][order].tolist()
+            )
         except ValueError as exc:
             raise self.fail(
                 f"scene.roadblock_ids must be space-separated integer ids ({exc})"
@@ -392,13 +381,13 @@ class _Loader:
             goal_x=nan.copy(),
             goal_y=nan.copy(),
             goal_heading=nan.copy(),
-            roadblock_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            roadblock_ids=roadblock_ids.reshape(-1),
+            roadblock_start=roadblock_start,
+            roadblock_ids=roadblock_ids,
         )
         scene_index = np.full(len(self.frame_token), -1, dtype=np.int32)
         if self.frame_scene_valid.any():
             scene_index[self.frame_scene_valid] = self.resolve(
-                _TokenIndex(scenes.token),
+                TokenIndex(scenes.token),
                 self.frame_scene_token[self.frame_scene_valid],
                 "lidar_pc",
                 "scene_token",
@@ -417,8 +406,8 @@ class _Loader:
         ego = self.query("ego_pose", {"token": "O"} | dict.fromkeys(floats, "f8"), where)
         tokens = self.tokens("ego_pose", "token", ego["token"])
         qw, qx, qy, qz = ego["qw"], ego["qx"], ego["qy"], ego["qz"]
-        heading = np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
-        index = _TokenIndex(tokens)
+        heading = heading_of_quaternion(qw, qx, qy, qz)
+        index = TokenIndex(tokens)
         rows = self.resolve(index, self.frame_ego_token, "lidar_pc", "ego_pose_token", "ego_pose")
         goal = self.resolve(
             index, self.goal_token[self.goal_valid], "scene", "goal_ego_pose_token", "ego_pose"
@@ -449,7 +438,7 @@ class _Loader:
             )
         track = self.query("track", {"token": "O", "category_token": "O"})
         cat_rows = self.resolve(
-            _TokenIndex(self.tokens("category", "token", cat["token"])),
+            TokenIndex(self.tokens("category", "token", cat["token"])),
             self.tokens("track", "category_token", track["category_token"]),
             "track",
             "category_token",
@@ -464,13 +453,13 @@ class _Loader:
         box = self.query("lidar_box", kinds)
         frame = self.frames_of("lidar_box", box["lidar_pc_token"])
         track_index = self.resolve(
-            _TokenIndex(track_tokens), box["track_token"], "lidar_box", "track_token", "track"
+            TokenIndex(track_tokens), box["track_token"], "lidar_box", "track_token", "track"
         )
         keep = np.flatnonzero(frame >= 0)
         order = keep[np.argsort(frame[keep], kind="stable")]
         box = box[order]
         return TrackedObjects(
-            frame_start=_csr(frame[order], num_frames),
+            frame_start=offsets_of_sorted(frame[order], num_frames),
             track_tokens=track_tokens,
             track_index=track_index[order].astype(np.int32),
             category=track_category[track_index[order]],
@@ -499,7 +488,7 @@ class _Loader:
         ids = tl["lane_connector_id"]
         order = keep[np.lexsort((ids[keep], frame[keep]))]
         return TrafficLights(
-            frame_start=_csr(frame[order], num_frames),
+            frame_start=offsets_of_sorted(frame[order], num_frames),
             lane_connector_id=ids[order],
             status=codes[inverse.reshape(-1)][order],
         )

@@ -14,39 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pluto_dvc.arrays import STR, check, check_fields, check_offsets, csr_row
 from pluto_dvc.nuplan.log_schema import CATEGORY_NAMES, TRAFFIC_LIGHT_STATUS_NAMES
-
-
-def _check(cond: bool, record: str, message: str) -> None:
-    if not cond:
-        raise ValueError(f"{record}: {message}")
-
-
-def _check_1d(record: object, n: int, names: tuple[str, ...] | None = None) -> None:
-    """Every named field (default: all) is a 1-D array of length n."""
-    cls = type(record).__name__
-    for f in fields(record):  # type: ignore[arg-type]
-        if names is not None and f.name not in names:
-            continue
-        value = getattr(record, f.name)
-        _check(isinstance(value, np.ndarray), cls, f"{f.name} is not a numpy array")
-        _check(value.shape == (n,), cls, f"{f.name} has shape {value.shape}, expected ({n},)")
-
-
-def _check_dtype(record: object, name: str, dtype: str) -> None:
-    value = getattr(record, name)
-    _check(
-        value.dtype == np.dtype(dtype),
-        type(record).__name__,
-        f"{name} has dtype {value.dtype}, expected {dtype}",
-    )
-
-
-def _check_csr(cls: str, frame_start: np.ndarray, num_frames: int, num_rows: int) -> None:
-    _check(frame_start.shape == (num_frames + 1,), cls, "frame_start must have shape (N+1,)")
-    _check(frame_start.dtype == np.int64, cls, "frame_start must be int64")
-    _check(frame_start[0] == 0 and frame_start[-1] == num_rows, cls, "frame_start must span rows")
-    _check(bool(np.all(np.diff(frame_start) >= 0)), cls, "frame_start must be non-decreasing")
 
 
 @dataclass
@@ -89,15 +58,12 @@ class LidarClock:
         return int(self.token.shape[0])
 
     def validate(self) -> None:
-        _check_1d(self, len(self))
-        for name, dtype in (
-            ("token", "S8"),
-            ("timestamp_us", "int64"),
-            ("scene_index", "int32"),
-            ("ego_index", "int32"),
-        ):
-            _check_dtype(self, name, dtype)
-        _check(bool(np.all(np.diff(self.timestamp_us) >= 0)), "LidarClock", "timestamps not sorted")
+        check_fields(
+            self,
+            len(self),
+            {"token": "S8", "timestamp_us": "int64", "scene_index": "int32", "ego_index": "int32"},
+        )
+        check(bool(np.all(np.diff(self.timestamp_us) >= 0)), "LidarClock", "timestamps not sorted")
 
 
 @dataclass
@@ -126,10 +92,8 @@ class EgoStates:
         return int(self.token.shape[0])
 
     def validate(self) -> None:
-        _check_1d(self, len(self))
-        _check_dtype(self, "token", "S8")
-        for f in fields(self)[1:]:
-            _check_dtype(self, f.name, "float64")
+        floats = [f.name for f in fields(self)[1:]]
+        check_fields(self, len(self), {"token": "S8", **dict.fromkeys(floats, "float64")})
 
 
 class _RowsPerFrame:
@@ -190,20 +154,17 @@ class TrackedObjects(_RowsPerFrame):
         return int(self.track_index.shape[0])
 
     def validate(self) -> None:
-        _check_1d(self, len(self), self._PER_BOX)
-        _check_csr("TrackedObjects", self.frame_start, self.num_frames, len(self))
-        _check_dtype(self, "track_tokens", "S8")
-        _check_dtype(self, "track_index", "int32")
-        _check_dtype(self, "category", "int8")
-        for name in self._PER_BOX[2:]:
-            _check_dtype(self, name, "float64")
+        per_box = {"track_index": "int32", "category": "int8"}
+        check_fields(self, len(self), per_box | dict.fromkeys(self._PER_BOX[2:], "float64"))
+        check_offsets("TrackedObjects", "frame_start", self.frame_start, self.num_frames, len(self))
+        check_fields(self, len(self.track_tokens), {"track_tokens": "S8"})
         if len(self):
-            _check(
+            check(
                 self.track_index.min() >= 0 and self.track_index.max() < len(self.track_tokens),
                 "TrackedObjects",
                 "track_index out of range",
             )
-            _check(
+            check(
                 self.category.min() >= 0 and self.category.max() < len(CATEGORY_NAMES),
                 "TrackedObjects",
                 "category code out of range",
@@ -227,12 +188,10 @@ class TrafficLights(_RowsPerFrame):
         return int(self.lane_connector_id.shape[0])
 
     def validate(self) -> None:
-        _check_1d(self, len(self), ("lane_connector_id", "status"))
-        _check_csr("TrafficLights", self.frame_start, self.num_frames, len(self))
-        _check_dtype(self, "lane_connector_id", "int64")
-        _check_dtype(self, "status", "int8")
+        check_fields(self, len(self), {"lane_connector_id": "int64", "status": "int8"})
+        check_offsets("TrafficLights", "frame_start", self.frame_start, self.num_frames, len(self))
         if len(self):
-            _check(
+            check(
                 self.status.min() >= 0 and self.status.max() < len(TRAFFIC_LIGHT_STATUS_NAMES),
                 "TrafficLights",
                 "status code out of range",
@@ -253,9 +212,7 @@ class ScenarioTags:
         return int(self.frame_index.shape[0])
 
     def validate(self) -> None:
-        _check_1d(self, len(self))
-        _check_dtype(self, "frame_index", "int32")
-        _check(self.type.dtype.kind == "U", "ScenarioTags", "type must be a str (U) array")
+        check_fields(self, len(self), {"frame_index": "int32", "type": STR})
 
 
 @dataclass
@@ -283,16 +240,15 @@ class Scenes:
 
     def roadblocks(self, scene: int) -> np.ndarray:
         """(r,) int64 route roadblock ids of scene ``scene``."""
-        return self.roadblock_ids[self.roadblock_start[scene] : self.roadblock_start[scene + 1]]
+        return csr_row(self.roadblock_start, self.roadblock_ids, scene)
 
     def validate(self) -> None:
-        _check_1d(self, len(self), ("token", "name", "goal_x", "goal_y", "goal_heading"))
-        _check_dtype(self, "token", "S8")
-        _check(self.name.dtype.kind == "U", "Scenes", "name must be a str (U) array")
-        for name in ("goal_x", "goal_y", "goal_heading"):
-            _check_dtype(self, name, "float64")
-        _check_csr("Scenes", self.roadblock_start, len(self), len(self.roadblock_ids))
-        _check_dtype(self, "roadblock_ids", "int64")
+        goal = dict.fromkeys(("goal_x", "goal_y", "goal_heading"), "float64")
+        check_fields(self, len(self), {"token": "S8", "name": STR, **goal})
+        check_offsets(
+            "Scenes", "roadblock_start", self.roadblock_start, len(self), len(self.roadblock_ids)
+        )
+        check_fields(self, len(self.roadblock_ids), {"roadblock_ids": "int64"})
 
 
 @dataclass
@@ -335,23 +291,23 @@ class LogArrays:
         ):
             record.validate()
         n = self.num_frames
-        _check(len(self.ego) == n, "LogArrays", f"{len(self.ego)} ego states for {n} frames")
-        _check(self.tracks.num_frames == n, "LogArrays", "tracks.frame_start does not match N")
-        _check(self.traffic_lights.num_frames == n, "LogArrays", "traffic_lights CSR != N")
+        check(len(self.ego) == n, "LogArrays", f"{len(self.ego)} ego states for {n} frames")
+        check(self.tracks.num_frames == n, "LogArrays", "tracks.frame_start does not match N")
+        check(self.traffic_lights.num_frames == n, "LogArrays", "traffic_lights CSR != N")
         if n:
-            _check(
+            check(
                 self.clock.ego_index.min() >= 0 and self.clock.ego_index.max() < len(self.ego),
                 "LogArrays",
                 "clock.ego_index out of range",
             )
-            _check(
+            check(
                 self.clock.scene_index.min() >= -1
                 and self.clock.scene_index.max() < len(self.scenes),
                 "LogArrays",
                 "clock.scene_index out of range",
             )
         if len(self.tags):
-            _check(
+            check(
                 self.tags.frame_index.min() >= 0 and self.tags.frame_index.max() < n,
                 "LogArrays",
                 "tags.frame_index out of range",

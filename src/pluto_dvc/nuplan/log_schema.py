@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
@@ -20,24 +20,38 @@ from pluto_dvc.errors import PlutoDvcError
 TOKEN_BYTES = 8
 TOKEN_TYPE = "BLOB"
 
-# Object categories in code order: ``TrackedObjects.category`` holds an index into this tuple.
-CATEGORY_NAMES: tuple[str, ...] = (
-    "vehicle",
-    "bicycle",
-    "pedestrian",
-    "traffic_cone",
-    "barrier",
-    "czone_sign",
-    "generic_object",
-)
-CATEGORY_CODES: dict[str, int] = {name: code for code, name in enumerate(CATEGORY_NAMES)}
 
-# ``traffic_light_status.status`` strings in code order (green=0, yellow=1, red=2, unknown=3).
-TRAFFIC_LIGHT_STATUS_NAMES: tuple[str, ...] = ("green", "yellow", "red", "unknown")
+class ObjectCategory(IntEnum):
+    """``category.name`` of a tracked object; ``TrackedObjects.category`` holds these codes."""
+
+    VEHICLE = 0
+    BICYCLE = 1
+    PEDESTRIAN = 2
+    TRAFFIC_CONE = 3
+    BARRIER = 4
+    CZONE_SIGN = 5
+    GENERIC_OBJECT = 6
+
+
+class TrafficLightStatus(IntEnum):
+    """``traffic_light_status.status``; ``TrafficLights.status`` holds these codes."""
+
+    GREEN = 0
+    YELLOW = 1
+    RED = 2
+    UNKNOWN = 3
+
+
+# The names as the log stores them, in code order, and name -> code.
+CATEGORY_NAMES: tuple[str, ...] = tuple(c.name.lower() for c in ObjectCategory)
+CATEGORY_CODES: dict[str, int] = {name: code for code, name in enumerate(CATEGORY_NAMES)}
+TRAFFIC_LIGHT_STATUS_NAMES: tuple[str, ...] = tuple(s.name.lower() for s in TrafficLightStatus)
 TRAFFIC_LIGHT_STATUS_CODES: dict[str, int] = {
     name: code for code, name in enumerate(TRAFFIC_LIGHT_STATUS_NAMES)
 }
 
+LOG_FRAME_S = 0.05  # s, the lidar_pc clock of a log (20 Hz): one frame per MergedPointCloud sweep
+LOG_FRAME_US = 50_000  # the same in microseconds (timestamps)
 MERGED_POINT_CLOUD = "MergedPointCloud"  # the only lidar channel the pipeline reads
 UNKNOWN_SCENARIO_TYPE = "unknown"  # scenario type of untagged frames
 
@@ -298,17 +312,6 @@ def make_tokens(log_name: str, table: str, count: int, start: int = 0) -> np.nda
         for i in range(start, start + count)
     )
     return np.frombuffer(b"".join(digests), dtype="S8").copy()
-
-
-def as_token_array(tokens: Sequence[bytes] | np.ndarray) -> np.ndarray:
-    """Sequence of 8-byte tokens (or an ``'S8'`` array) -> ``(N,) 'S8'``; raises ValueError."""
-    if isinstance(tokens, np.ndarray) and tokens.dtype == np.dtype("S8"):
-        return np.ascontiguousarray(tokens)
-    tokens = list(tokens)
-    if any(not isinstance(t, bytes) or len(t) != TOKEN_BYTES for t in tokens):
-        bad = next(t for t in tokens if not isinstance(t, bytes) or len(t) != TOKEN_BYTES)
-        raise ValueError(f"a token must be {TOKEN_BYTES} bytes, got {bad!r}")
-    return np.frombuffer(b"".join(tokens), dtype="S8").copy()
 
 
 def token_list(tokens: np.ndarray) -> list[bytes]:

@@ -13,7 +13,6 @@ kind of bytes; this project's readers never unpickle anything.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import struct
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pluto_dvc.io import temp_file_beside
+from pluto_dvc.io import atomic_write
 from pluto_dvc.nuplan.log_schema import SCHEMA, TOKEN_BYTES, Column, Table, create_statements
 from pluto_dvc.nuplan.log_schema import index_statements as _index_statements
 
@@ -66,8 +65,8 @@ def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequ
     """
     path = Path(path)
     rows = {name: _table_rows(name, columns) for name, columns in tables.items()}
-    tmp_name = temp_file_beside(path)
-    try:
+
+    def write(tmp_name: str) -> None:
         con = sqlite3.connect(tmp_name, isolation_level=None)
         try:
             con.execute("PRAGMA journal_mode=OFF")
@@ -88,13 +87,8 @@ def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequ
             con.execute("COMMIT")
         finally:
             con.close()
-        with open(tmp_name, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+
+    atomic_write(path, write)
 
 
 def _table_rows(name: str, columns: Mapping[str, Sequence]) -> tuple[list[str], zip]:

@@ -9,8 +9,6 @@ Files are written under a temporary name and renamed, so a reader never sees hal
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pyogrio
 import shapely
 from pyogrio import raw
 
+from pluto_dvc.io import atomic_write, write_json
 from pluto_dvc.nuplan.locations import LOCATIONS, MAP_FILE_NAME, MAPS_VERSION_JSON, MapLocation
 from pluto_dvc.nuplan.map_layers import LayerTable
 from pluto_dvc.nuplan.map_schema import (
@@ -55,23 +54,23 @@ def write_map_gpkg(
     layer_crs = dict(layer_crs or {})
     if set(layer_crs) - set(LAYERS):
         raise ValueError(f"layer_crs names unknown layer(s) {sorted(set(layer_crs) - set(LAYERS))}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
-    tmp.unlink(missing_ok=True)
+
+    def write(tmp_name: str) -> None:
+        tmp = Path(tmp_name)
+        tmp.unlink()  # GDAL creates the GeoPackage itself
+        for name, schema in LAYERS.items():
+            table = layers.get(name, LayerTable(fields={}, geometry=[]))
+            _write_layer(tmp, schema, table, layer_crs.get(name, location.crs))
+        _write_meta(tmp, layers.get(META_LAYER), location)
+
     # GDAL stamps gpkg_contents.last_change with the wall clock; a fixed stamp keeps the same
     # layers byte-identical (DVC addresses outputs by content)
     previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_CHANGE_DATE})
     try:
-        for name, schema in LAYERS.items():
-            table = layers.get(name, LayerTable(fields={}, geometry=[]))
-            _write_layer(tmp, schema, table, layer_crs.get(name, location.crs))
-        _write_meta(tmp, layers.get(META_LAYER), location)
-        os.replace(tmp, path)
+        return atomic_write(path, write, suffix=".gpkg")
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def write_maps_root(root: str | Path, maps: Mapping[str, Mapping[str, LayerTable]]) -> Path:
@@ -103,10 +102,7 @@ def write_maps_root(root: str | Path, maps: Mapping[str, Mapping[str, LayerTable
             },
         }
     json_path = root / MAPS_VERSION_JSON
-    tmp = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, json_path)
-    return json_path
+    return write_json(json_path, metadata, sort_keys=True)
 
 
 # ------------------------------------------------------------------------------------- layers

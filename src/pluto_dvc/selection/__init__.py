@@ -3,14 +3,14 @@
 ``run_selection(params)`` resolves the dataset and the filter, selects and writes
 ``data/scenarios.parquet`` plus a summary; ``select_scenarios`` is the library call behind it.
 The order and meaning of every filter field: :mod:`pluto_dvc.selection.pipeline`; presets:
-:mod:`pluto_dvc.selection.config`.
+:mod:`pluto_dvc.filter_presets`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pluto_dvc.nuplan.paths import resolve_dataset
+from pluto_dvc.dataset_paths import resolve_dataset
 from pluto_dvc.params import Params
 from pluto_dvc.selection.config import PRESETS, ScenarioFilter, load_token_set, resolve_filter
 from pluto_dvc.selection.output import read_scenarios, write_selection

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from pluto_dvc.errors import ParamsError
+from pluto_dvc.filter_presets import PRESETS
 from pluto_dvc.params import FilterParams
-from pluto_dvc.reference import val14_scenario_tokens, val14_scenario_types
 
 DEFAULT_SPEED_NOISE_TOLERANCE = 0.1  # m/s, the devkit's value when speed_noise_tolerance is null
 
@@ -25,64 +25,6 @@ DEFAULT_SWITCHES: dict[str, bool] = {
     "expand_scenarios": True,
     "remove_invalid_goals": True,
     "shuffle": False,
-}
-
-
-def _val14() -> dict[str, Any]:
-    """Val14 (PLUTO ``config/scenario_filter/val14_benchmark.yaml``): the 14 challenge types, the
-    1,090 Val14 tokens, ``timestamp_threshold_s: 15``, ``remove_invalid_goals: true``,
-    ``shuffle: false``, ``expand_scenarios: null`` (false). The tokens exist only in real nuPlan."""
-    return {
-        "scenario_types": tuple(sorted(val14_scenario_types())),
-        "scenario_tokens": tuple(sorted(val14_scenario_tokens())),
-        "timestamp_threshold_s": 15.0,
-        "expand_scenarios": False,
-        "remove_invalid_goals": True,
-        "shuffle": False,
-    }
-
-
-def _challenge_14() -> dict[str, Any]:
-    """The 14-type challenge set (nuplan-devkit ``scenario_filter/nuplan_challenge_scenarios.yaml``):
-    the Val14 types, no token list, ``expand_scenarios: false``, ``remove_invalid_goals: true``,
-    ``shuffle: false``. Works on any dataset, synthetic included."""
-    return {
-        "scenario_types": tuple(sorted(val14_scenario_types())),
-        "expand_scenarios": False,
-        "remove_invalid_goals": True,
-        "shuffle": False,
-    }
-
-
-def _tiny_50() -> dict[str, Any]:
-    """PLUTO ``config/scenario_filter/training_scenarios_tiny.yaml``: ``limit_total_scenarios: 50``,
-    ``expand_scenarios: true``, ``remove_invalid_goals: true``, ``shuffle: true``."""
-    return {
-        "limit_total_scenarios": 50,
-        "expand_scenarios": True,
-        "remove_invalid_goals": True,
-        "shuffle": True,
-    }
-
-
-def _one_million() -> dict[str, Any]:
-    """PLUTO ``config/scenario_filter/training_scenarios_1M.yaml``:
-    ``limit_total_scenarios: 1000000``, ``expand_scenarios: true``, ``remove_invalid_goals: true``,
-    ``shuffle: false``."""
-    return {
-        "limit_total_scenarios": 1_000_000,
-        "expand_scenarios": True,
-        "remove_invalid_goals": True,
-        "shuffle": False,
-    }
-
-
-PRESETS = {
-    "": dict,
-    "tiny_50": _tiny_50,
-    "one_million": _one_million,
-    "val14": _val14,
-    "challenge_14": _challenge_14,
 }
 
 

@@ -2,22 +2,29 @@
 
 Selection touches thousands of logs, so it never loads boxes or traffic lights: a handful of
 queries fill the reader's own record types (``LidarClock``, ``Scenes``, ``ScenarioTags``,
-plus a small ``EgoMotion``) with the same rules as ``log_reader.load_log`` (MergedPointCloud frames in
-timestamp order, scenes ordered by name, tags of other lidars ignored).
+plus a small ``EgoMotion``). nuPlan's rules come from ``log_reader`` (the clock: MergedPointCloud
+frames in timestamp order; the quaternion heading; the route's roadblock ids; the read-only open);
+scenes are ordered by name and tags of other lidars ignored, as ``load_log`` does.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pluto_dvc.errors import DataError
-from pluto_dvc.nuplan.log_reader import read_log_meta
+from pluto_dvc.nuplan.log_reader import (
+    TokenIndex,
+    clock_rows,
+    heading_of_quaternion,
+    open_log,
+    parse_roadblock_ids,
+    read_log_meta,
+)
 from pluto_dvc.nuplan.log_records import LidarClock, LogMeta, ScenarioTags, Scenes
 from pluto_dvc.nuplan.log_schema import MERGED_POINT_CLOUD, TOKEN_BYTES, token_keys, tokens_hex
 
@@ -67,20 +74,6 @@ class SelectionLog:
         return len(self.clock)
 
 
-@contextmanager
-def _open(path: Path) -> Iterator[sqlite3.Connection]:
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise DataError(f"cannot open nuPlan log {path}: {exc}") from exc
-    try:
-        yield con
-    except sqlite3.DatabaseError as exc:
-        raise DataError(f"nuPlan log {path} cannot be read ({exc}); {_FIX}.") from exc
-    finally:
-        con.close()
-
-
 def _fail(path: Path, message: str) -> DataError:
     return DataError(f"nuPlan log {path}: {message}; {_FIX}.")
 
@@ -98,23 +91,11 @@ def _tokens(path: Path, what: str, values: Sequence) -> np.ndarray:
     raise _fail(path, f"{what} holds {bad!r}; nuPlan tokens are 8-byte BLOBs")
 
 
-def _lookup(sorted_keys: np.ndarray, order: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """(M,) int64 row of each key in the table whose sorted keys/order are given; -1 if absent."""
-    if len(sorted_keys) == 0:
-        return np.full(len(keys), -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return np.where(sorted_keys[pos] == keys, order[pos], -1).astype(np.int64)
-
-
 def _floats(path: Path, what: str, values: Sequence) -> np.ndarray:
     try:
         return np.array(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise _fail(path, f"{what} must hold numbers ({exc})") from exc
-
-
-def _heading(qw: np.ndarray, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray) -> np.ndarray:
-    return np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
 
 
 def read_selection_log(
@@ -127,7 +108,7 @@ def read_selection_log(
     path = Path(path)
     if meta is None:
         meta = read_log_meta(path)  # checks the file and the log row
-    with _open(path) as con:
+    with open_log(path) as con:
         try:
             return _Reader(con, path).read(meta, with_ego)
         except sqlite3.OperationalError as exc:
@@ -171,13 +152,10 @@ class _Reader:
             token_keys(_tokens(self.path, "lidar_pc.lidar_token", lidar)), merged_keys
         )
         timestamps = np.array(ts, dtype=np.int64)
-        selected = np.flatnonzero(is_merged)
-        if len(selected) == 0:
+        rows = clock_rows(timestamps, is_merged)
+        if len(rows) == 0:
             raise _fail(self.path, f"the {MERGED_POINT_CLOUD!r} lidar has no lidar_pc rows")
-        rows = selected[np.argsort(timestamps[selected], kind="stable")]
-        pc_keys = token_keys(pc_tokens)
-        self.pc_order = np.argsort(pc_keys, kind="stable")
-        self.pc_sorted = pc_keys[self.pc_order]
+        self.pc_index = TokenIndex(pc_tokens)
         self.pc_frame = np.full(len(pc_tokens), -1, dtype=np.int64)
         self.pc_frame[rows] = np.arange(len(rows))
         self.frame_token = pc_tokens[rows]
@@ -200,21 +178,21 @@ class _Reader:
             return _floats(self.path, "ego_pose (goal)", filled)[order]
 
         gx, gy = goal_column(x), goal_column(y)
-        heading = _heading(*(goal_column(q) for q in (qw, qx, qy, qz)))
-        routes = ["" if route[i] is None else str(route[i]) for i in order]
-        counts = np.array([len(r.split()) for r in routes], dtype=np.int64)
+        heading = heading_of_quaternion(*(goal_column(q) for q in (qw, qx, qy, qz)))
         try:
-            ids = np.array(" ".join(routes).split(), dtype=np.int64)
+            roadblock_start, ids = parse_roadblock_ids([route[i] for i in order])
         except ValueError as exc:
-            raise _fail(self.path, f"scene.roadblock_ids must be integers ({exc})") from exc
+            raise _fail(
+                self.path, f"scene.roadblock_ids must be space-separated integer ids ({exc})"
+            ) from exc
         scenes = Scenes(
             token=_tokens(self.path, "scene.token", tok)[order],
             name=names[order],
             goal_x=np.where(valid, gx, np.nan),
             goal_y=np.where(valid, gy, np.nan),
             goal_heading=np.where(valid, heading, np.nan),
-            roadblock_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            roadblock_ids=ids.reshape(-1),
+            roadblock_start=roadblock_start,
+            roadblock_ids=ids,
         )
         return scenes, valid
 
@@ -224,12 +202,8 @@ class _Reader:
         has = np.array([s is not None for s in self.frame_scene], dtype=bool)
         if not has.any():
             return index
-        keys = token_keys(
-            _tokens(self.path, "lidar_pc.scene_token", [s for s in self.frame_scene if s])
-        )
-        scene_keys = token_keys(scenes.token)
-        order = np.argsort(scene_keys, kind="stable")
-        rows = _lookup(scene_keys[order], order, keys)
+        tokens = _tokens(self.path, "lidar_pc.scene_token", [s for s in self.frame_scene if s])
+        rows = TokenIndex(scenes.token).find(tokens)
         if (rows < 0).any():
             raise _fail(self.path, "lidar_pc.scene_token names a scene that does not exist")
         index[has] = rows
@@ -237,10 +211,10 @@ class _Reader:
 
     def read_tags(self) -> ScenarioTags:
         pc, types = _columns(self.con, "SELECT lidar_pc_token, type FROM scenario_tag", 2)
-        keys = token_keys(_tokens(self.path, "scenario_tag.lidar_pc_token", pc))
-        rows = _lookup(self.pc_sorted, self.pc_order, keys)
+        tokens = _tokens(self.path, "scenario_tag.lidar_pc_token", pc)
+        rows = self.pc_index.find(tokens)
         if (rows < 0).any():
-            bad = tokens_hex(np.asarray(keys[rows < 0][:1], dtype=">u8").view("S8"))[0]
+            bad = tokens_hex(tokens[rows < 0][:1])[0]
             raise _fail(self.path, f"scenario_tag.lidar_pc_token {bad} is not a lidar_pc")
         frame = self.pc_frame[rows]
         keep = np.flatnonzero(frame >= 0)
@@ -259,10 +233,8 @@ class _Reader:
         cols = _columns(self.con, sql, 9)
         tokens = _tokens(self.path, "ego_pose.token", cols[0])
         v = [_floats(self.path, "ego_pose", c) for c in cols[1:]]
-        keys = token_keys(tokens)
-        order = np.argsort(keys, kind="stable")
-        rows = _lookup(keys[order], order, token_keys(self.frame_ego))
+        rows = TokenIndex(tokens).find(self.frame_ego)
         if (rows < 0).any():
             raise _fail(self.path, "lidar_pc.ego_pose_token names an ego pose that does not exist")
         x, y, qw, qx, qy, qz, vx, vy = (a[rows] for a in v)
-        return EgoMotion(x=x, y=y, heading=_heading(qw, qx, qy, qz), vx=vx, vy=vy)
+        return EgoMotion(x=x, y=y, heading=heading_of_quaternion(qw, qx, qy, qz), vx=vx, vy=vy)

@@ -8,10 +8,7 @@ log_path (str, the .db path relative to the data root, POSIX; real nuPlan:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pluto_dvc.errors import DataError
-from pluto_dvc.io import temp_file_beside
+from pluto_dvc.io import atomic_write, write_json
 from pluto_dvc.selection.table import CandidateTable
 
 COLUMNS = ("log_name", "token", "scenario_type", "timestamp_us", "map_name", "log_path")
@@ -61,25 +58,6 @@ def to_arrow(table: CandidateTable) -> pa.Table:
         _lookup(table.log, logs.rel_path),
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_file_beside(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_selection(

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pluto_dvc.dataset_paths import DatasetPaths
 from pluto_dvc.errors import DataError, ParamsError
-from pluto_dvc.nuplan.paths import DatasetPaths
 from pluto_dvc.params import WorkerParams
 from pluto_dvc.selection import caps
 from pluto_dvc.selection.candidates import EnumerateTask, enumerate_log

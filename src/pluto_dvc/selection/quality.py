@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M
 from pluto_dvc.selection.config import load_token_set
 from pluto_dvc.selection.logread import EgoMotion, SelectionLog, read_selection_log
 
@@ -41,7 +42,6 @@ QUALITY_FILTERS = (
 TAGGED_WINDOW_US = (-3_000_000, 15_000_000)  # (offset, duration) of tagged scenario types
 UNKNOWN_WINDOW_US = (0, 20_000_000)  # (offset, duration) of 'unknown' scenarios
 WINDOW_STEP = 2  # subsample ratio 0.5 of the 20 Hz clock
-REAR_AXLE_TO_CENTER_M = 1.461  # Pacifica: half length (4.049 + 1.127) / 2 - rear length 1.127
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,8 @@ def displacement(ego: EgoMotion, windows: Windows) -> np.ndarray:
     duration)``, which samples every 0.1 s (every second 20 Hz frame) from two frames after the
     first.
     """
-    cx = ego.x + REAR_AXLE_TO_CENTER_M * np.cos(ego.heading)
-    cy = ego.y + REAR_AXLE_TO_CENTER_M * np.sin(ego.heading)
+    cx = ego.x + EGO_REAR_AXLE_TO_CENTER_M * np.cos(ego.heading)
+    cy = ego.y + EGO_REAR_AXLE_TO_CENTER_M * np.sin(ego.heading)
     n = len(cx)
     cum = np.zeros(n)  # cum[k]: path length over frames k mod 2, k mod 2 + 2, ..., k
     if n > WINDOW_STEP:

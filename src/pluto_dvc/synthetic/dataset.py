@@ -1,6 +1,6 @@
 """The synthetic nuPlan dataset: maps for all four locations and logs in the nuPlan on-disk format.
 
-Layout (the same as a real download, see ``nuplan/paths.py``)::
+Layout (the same as a real download, see ``dataset_paths.py``)::
 
     <output_dir>/maps/nuplan-maps-v1.0.json
     <output_dir>/maps/<location>/<version>/map.gpkg        (all four locations)
@@ -16,7 +16,6 @@ when a run fails or is interrupted; one left by a killed run goes with the next 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -26,15 +25,23 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from pluto_dvc.dataset_paths import SYNTHETIC_DB_VERSION
+from pluto_dvc.io import write_json
 from pluto_dvc.nuplan.locations import LOCATIONS
+from pluto_dvc.nuplan.log_writer import write_log_db
 from pluto_dvc.nuplan.map_writer import write_maps_root
-from pluto_dvc.nuplan.paths import SYNTHETIC_DB_VERSION
 from pluto_dvc.params import SyntheticParams, WorkerParams
+from pluto_dvc.synthetic.elements import build_elements
 from pluto_dvc.synthetic.map_layers import network_to_layers
 from pluto_dvc.synthetic.network import RoadNetwork
+from pluto_dvc.synthetic.nuplan_tables import build_log_tables
 from pluto_dvc.synthetic.road_network import TINY, NetworkSize, generate_road_network
+from pluto_dvc.synthetic.simulation import simulate
+from pluto_dvc.synthetic.tagger import frame_tags
+from pluto_dvc.synthetic.traffic_agents import SimConfig
 from pluto_dvc.workers import run_per_log
 
 MAP_SIZES: dict[str, NetworkSize] = {"tiny": TINY, "default": NetworkSize()}
@@ -56,8 +63,6 @@ def road_network(location: str, seed: int, map_size: str) -> RoadNetwork:
 @cache
 def road_elements(location: str, seed: int, map_size: str) -> dict:
     """The simulator's view of the road network (lanes, connectors, conflicts), once per process."""
-    from pluto_dvc.synthetic.simulation import build_elements
-
     return build_elements(road_network(location, seed, map_size))
 
 
@@ -75,7 +80,9 @@ class LogJob:
 
 
 @dataclass
-class LogStats:
+class SynthesizedLog:
+    """What was written for one log (the per-log rows of ``summary.json``)."""
+
     log_name: str
     location: str
     num_frames: int
@@ -91,7 +98,7 @@ class SynthesisSummary:
     """What one ``synthesize`` run wrote."""
 
     output_dir: str
-    logs: list[LogStats] = field(default_factory=list)
+    logs: list[SynthesizedLog] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_json(self) -> dict:
@@ -156,15 +163,42 @@ def write_maps(params: SyntheticParams, maps_root: Path) -> None:
     write_maps_root(maps_root, maps)
 
 
-def synthesize_log(job: LogJob) -> LogStats:
+def synthesize_log(job: LogJob) -> SynthesizedLog:
     """Simulate one log on its location's road network and write it as a nuPlan .db."""
-    from pluto_dvc.synthetic.nuplan_tables import write_synthetic_log
-
     t0 = time.perf_counter()
     key = (job.location, job.params.seed, job.params.map_size)
     stats = write_synthetic_log(job, road_network(*key), road_elements(*key))
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def write_synthetic_log(job: LogJob, network: RoadNetwork, elements=None) -> SynthesizedLog:
+    """Simulate ``job`` and write its .db (tables: ``nuplan_tables.build_log_tables``)."""
+
+    p = job.params
+    config = SimConfig(
+        duration_s=p.minutes_per_log * 60.0,
+        num_vehicles=p.num_vehicles,
+        num_pedestrians=p.num_pedestrians,
+        num_cyclists=p.num_cyclists,
+        seed=job.seed,
+    )
+    result = simulate(network, config, elements)
+    tags = frame_tags(result, network)
+    vehicle = job.log_name.split("_")[1]
+    tables = build_log_tables(result, tags, network, job.log_name, vehicle, job.start, job.seed)
+    write_log_db(job.path, tables)
+    types, counts = np.unique(tags[1], return_counts=True)
+    return SynthesizedLog(
+        log_name=job.log_name,
+        location=job.location,
+        num_frames=result.num_frames,
+        num_boxes=len(result.box_frame),
+        num_tracks=len(result.track_kind),
+        num_scenes=len(tables["scene"]["token"]),
+        tags={str(t): int(c) for t, c in zip(types, counts, strict=True)},
+        seconds=0.0,
+    )
 
 
 def synthesize_dataset(
@@ -184,7 +218,7 @@ def synthesize_dataset(
         results = run_per_log(synthesize_log, jobs, worker)
         for stats in tqdm(results, total=len(jobs), desc="synthesize logs", disable=not progress):
             summary.logs.append(stats)
-        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        write_json(staging / "summary.json", summary.to_json())
         _replace_dir(staging, final)
     except BaseException:  # interrupted (Ctrl-C) or failed: leave no half-written staging folder
         shutil.rmtree(staging, ignore_errors=True)

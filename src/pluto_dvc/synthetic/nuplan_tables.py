@@ -21,12 +21,18 @@ from datetime import datetime
 import numpy as np
 
 from pluto_dvc.nuplan.locations import LOCATIONS
-from pluto_dvc.nuplan.log_schema import CATEGORY_NAMES, MERGED_POINT_CLOUD, make_tokens, token_list
+from pluto_dvc.nuplan.log_schema import (
+    CATEGORY_NAMES,
+    LOG_FRAME_US,
+    MERGED_POINT_CLOUD,
+    make_tokens,
+    token_list,
+)
 from pluto_dvc.nuplan.log_writer import sensor_extrinsics_blobs
 from pluto_dvc.synthetic.network import RoadNetwork
-from pluto_dvc.synthetic.simulation import KIND_CATEGORY, SimResult
+from pluto_dvc.synthetic.simulation import SimResult
+from pluto_dvc.synthetic.traffic_agents import KIND_CATEGORY
 
-FRAME_US = 50_000
 SCENE_S = 20.0
 GOAL_AHEAD_S = 20.0
 POSITION_NOISE_M = 0.03
@@ -68,18 +74,18 @@ def build_log_tables(
     n = result.num_frames
     loc = LOCATIONS[network.location]
     t0 = calendar.timegm(start.timetuple()) * 1_000_000
-    stamps = t0 + FRAME_US * np.arange(n, dtype=np.int64)
+    stamps = t0 + LOG_FRAME_US * np.arange(n, dtype=np.int64)
     log_token = _tokens(log_name, "log", 1)[0]
     lidar_token = _tokens(log_name, "lidar", 1)[0]
     pc = _tokens(log_name, "lidar_pc", n)
     ego_tok = _tokens(log_name, "ego_pose", n)
 
     # scenes
-    frames_per_scene = int(round(SCENE_S * 1e6 / FRAME_US))
+    frames_per_scene = int(round(SCENE_S * 1e6 / LOG_FRAME_US))
     num_scenes = max(1, int(np.ceil(n / frames_per_scene)))
     scene_tok = _tokens(log_name, "scene", num_scenes)
     scene_of_frame = np.minimum(np.arange(n) // frames_per_scene, num_scenes - 1)
-    goal_ahead = int(round(GOAL_AHEAD_S * 1e6 / FRAME_US))
+    goal_ahead = int(round(GOAL_AHEAD_S * 1e6 / LOG_FRAME_US))
     goals, roadblocks = [], []
     for s in range(num_scenes):
         first = s * frames_per_scene
@@ -237,36 +243,3 @@ def _light_table(result: SimResult, log_name: str, pc: list) -> dict:
         "lane_connector_id": result.light_connector,
         "status": list(result.light_status),
     }
-
-
-def write_synthetic_log(job, network: RoadNetwork, elements=None):
-    """Simulate ``job`` (a :class:`~pluto_dvc.synthetic.dataset.LogJob`) and write its .db."""
-    from pluto_dvc.nuplan.log_writer import write_log_db
-    from pluto_dvc.synthetic.dataset import LogStats
-    from pluto_dvc.synthetic.simulation import SimConfig, simulate
-    from pluto_dvc.synthetic.tagger import frame_tags
-
-    p = job.params
-    config = SimConfig(
-        duration_s=p.minutes_per_log * 60.0,
-        num_vehicles=p.num_vehicles,
-        num_pedestrians=p.num_pedestrians,
-        num_cyclists=p.num_cyclists,
-        seed=job.seed,
-    )
-    result = simulate(network, config, elements)
-    tags = frame_tags(result, network)
-    vehicle = job.log_name.split("_")[1]
-    tables = build_log_tables(result, tags, network, job.log_name, vehicle, job.start, job.seed)
-    write_log_db(job.path, tables)
-    types, counts = np.unique(tags[1], return_counts=True)
-    return LogStats(
-        log_name=job.log_name,
-        location=job.location,
-        num_frames=result.num_frames,
-        num_boxes=len(result.box_frame),
-        num_tracks=len(result.track_kind),
-        num_scenes=len(tables["scene"]["token"]),
-        tags={str(t): int(c) for t, c in zip(types, counts, strict=True)},
-        seconds=0.0,
-    )

@@ -40,8 +40,22 @@ from pluto_dvc.synthetic.network import (
     SignalPlan,
     StopPolygon,
 )
+from pluto_dvc.synthetic.road_geometry import (
+    BEND_PEAKS,
+    POINT_SPACING_M,
+    clean_polygon,
+    connector_lines,
+    cubic_bezier,
+    largest_polygon,
+    left_normal,
+    line_intersection,
+    raw_bend,
+    rectangle,
+    signed_angle,
+    uniform_params,
+    unit,
+)
 
-POINT_SPACING_M = 0.25  # centreline / boundary point spacing
 CORNER_MARGIN_M = 3.0  # junction box edge beyond the widest kerb of the node's roads
 CROSSWALK_GAP_M = 0.5  # box edge -> crosswalk
 CROSSWALK_WIDTH_M = 4.0
@@ -126,56 +140,6 @@ def generate_road_network(location: str, seed: int, size: NetworkSize | None = N
     return _Builder(location, rng, size).build()
 
 
-# ----------------------------------------------------------------------------------- geometry
-
-
-def _left_normal(v: np.ndarray) -> np.ndarray:
-    """Unit vectors (..., 2) rotated +90 degrees."""
-    return np.stack([-v[..., 1], v[..., 0]], axis=-1)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-
-
-def _signed_angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle (rad, CCW positive) that turns direction a into direction b."""
-    return float(math.atan2(_cross(a, b), float(np.dot(a, b))))
-
-
-def _uniform_params(points: np.ndarray, params: np.ndarray, spacing: float) -> np.ndarray:
-    """Parameters of evenly spaced arc-length stations (about ``spacing`` apart, ends kept) along a
-    dense polyline ``points`` (M, 2) sampled at increasing ``params`` (M,)."""
-    cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-    n = max(2, round(cum[-1] / spacing) + 1)
-    return np.interp(np.linspace(0.0, cum[-1], n), cum, params)
-
-
-def _raw_bend(kind: str, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unnormalised bend profile g(t) and g'(t) on t in [0, 1]; g = g' = 0 at both ends."""
-    if kind == "bump":
-        return np.sin(np.pi * t) ** 2, np.pi * np.sin(2 * np.pi * t)
-    if kind == "s":
-        a, da = np.sin(2 * np.pi * t), 2 * np.pi * np.cos(2 * np.pi * t)
-        b, db = np.sin(np.pi * t) ** 2, np.pi * np.sin(2 * np.pi * t)
-        return a * b, da * b + a * db
-    return np.zeros_like(t), np.zeros_like(t)
-
-
-def _bend_constants(kind: str) -> tuple[float, float]:
-    """(peak |g|, peak |g''|) of a raw bend profile, measured once on a fine grid."""
-    t = np.linspace(0.0, 1.0, 20001)
-    g, dg = _raw_bend(kind, t)
-    return float(np.abs(g).max()), float(np.abs(np.gradient(dg, t)).max())
-
-
-_BEND = {kind: _bend_constants(kind) for kind in ("bump", "s")}
-
-
 @dataclass
 class _Edge:
     """A street segment from node a to node b: the straight chord plus an optional bend.
@@ -199,23 +163,23 @@ class _Edge:
 
     @property
     def normal(self) -> np.ndarray:
-        return _left_normal(self.dir)
+        return left_normal(self.dir)
 
     def frame(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Median points (N, 2) and unit left normals (N, 2) at chord distances s (N,)."""
         span = self.bend_s1 - self.bend_s0
-        g, dg = _raw_bend(self.bend, np.clip((s - self.bend_s0) / span, 0.0, 1.0))
-        scale = self.amp / _BEND[self.bend][0] if self.bend in _BEND else 0.0
+        g, dg = raw_bend(self.bend, np.clip((s - self.bend_s0) / span, 0.0, 1.0))
+        scale = self.amp / BEND_PEAKS[self.bend][0] if self.bend in BEND_PEAKS else 0.0
         points = self.start + s[:, None] * self.dir + (scale * g)[:, None] * self.normal
         tangent = self.dir + (scale * dg / span)[:, None] * self.normal
-        return points, _left_normal(_unit(tangent))
+        return points, left_normal(unit(tangent))
 
     def offset_lines(self, s0: float, s1: float, offsets: np.ndarray, ref: float) -> np.ndarray:
         """Lines (K, N, 2) at lateral ``offsets`` (K,) (m, left of a -> b) from s0 to s1, sampled
         at the same chord distances, evenly spaced along the line at offset ``ref``."""
         s_dense = np.linspace(s0, s1, max(2, int((s1 - s0) / 0.1) + 2))
         points, normals = self.frame(s_dense)
-        s = _uniform_params(points + ref * normals, s_dense, POINT_SPACING_M)
+        s = uniform_params(points + ref * normals, s_dense, POINT_SPACING_M)
         points, normals = self.frame(s)
         return points[None] + np.asarray(offsets)[:, None, None] * normals[None]
 
@@ -234,86 +198,15 @@ class _Arm:
 
     @property
     def normal(self) -> np.ndarray:
-        return _left_normal(self.out_dir)
-
-
-def _cubic_bezier(p0: np.ndarray, t0: np.ndarray, p3: np.ndarray, t3: np.ndarray) -> np.ndarray:
-    """Control points (4, 2) of a smooth curve leaving p0 along unit t0 and reaching p3 along
-    unit t3. Turns follow a near-circular arc through the tangent
-    lines' intersection; near-straight moves use handles of a third of the chord."""
-    chord = float(np.linalg.norm(p3 - p0))
-    theta = _signed_angle(t0, t3)
-    k0 = k3 = chord / 3.0
-    if abs(theta) > math.radians(15.0):
-        a, b = np.linalg.solve(np.column_stack([t0, t3]), p3 - p0)  # p0 + a t0 = p3 - b t3
-        if a > 0 and b > 0:
-            ratio = 4.0 / 3.0 * math.tan(abs(theta) / 4) / math.tan(abs(theta) / 2)
-            k0, k3 = ratio * a, ratio * b
-    return np.stack([p0, p0 + k0 * t0, p3 - k3 * t3, p3])
-
-
-def _bezier_eval(ctrl: np.ndarray, u: np.ndarray, order: int = 0) -> np.ndarray:
-    """Point (order 0), first or second derivative (N, 2) of a cubic Bezier at u (N,)."""
-    p0, p1, p2, p3 = ctrl
-    u = u[:, None]
-    v = 1.0 - u
-    if order == 0:
-        return v**3 * p0 + 3 * v**2 * u * p1 + 3 * v * u**2 * p2 + u**3 * p3
-    if order == 1:
-        return 3 * v**2 * (p1 - p0) + 6 * v * u * (p2 - p1) + 3 * u**2 * (p3 - p2)
-    return 6 * v * (p2 - 2 * p1 + p0) + 6 * u * (p3 - 2 * p2 + p1)
-
-
-def _connector_lines(ctrl: np.ndarray, width: float) -> tuple[np.ndarray, float]:
-    """(3, N, 2) centreline, left and right boundary of a Bezier connector about 0.25 m apart,
-    and the smallest turn radius (m) along it."""
-    u_dense = np.linspace(0.0, 1.0, max(64, int(np.linalg.norm(ctrl[3] - ctrl[0]) / 0.05)))
-    u = _uniform_params(_bezier_eval(ctrl, u_dense), u_dense, POINT_SPACING_M)
-    center = _bezier_eval(ctrl, u)
-    center[0], center[-1] = ctrl[0], ctrl[3]
-    normal = _left_normal(_unit(_bezier_eval(ctrl, u, 1)))
-    d1, d2 = _bezier_eval(ctrl, u_dense, 1), _bezier_eval(ctrl, u_dense, 2)
-    curvature = np.abs(_cross(d1, d2)) / np.linalg.norm(d1, axis=1) ** 3
-    radius = 1.0 / max(float(curvature.max()), 1e-9)
-    half = 0.5 * width
-    return np.stack([center, center + half * normal, center - half * normal]), radius
-
-
-def _rectangle(
-    origin: np.ndarray, along: np.ndarray, d0: float, d1: float, right: float, left: float
-) -> Polygon:
-    """Rectangle spanning ``d0..d1`` along unit ``along`` from ``origin`` and ``right..left``
-    across (m, positive to the left of ``along``)."""
-    side = _left_normal(along)
-    a, b = origin + d0 * along, origin + d1 * along
-    return Polygon([a + right * side, b + right * side, b + left * side, a + left * side])
-
-
-def _line_intersection(p: np.ndarray, u: np.ndarray, q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Intersection of the lines p + s u and q + r v (not parallel)."""
-    s, _ = np.linalg.solve(np.column_stack([u, -v]), q - p)
-    return p + s * u
-
-
-def _polygon(points: list[np.ndarray] | np.ndarray) -> Polygon:
-    """Polygon through ``points`` with consecutive near-duplicates (< 1 mm) dropped."""
-    pts = np.asarray(points, dtype=np.float64)
-    keep = np.linalg.norm(pts - np.roll(pts, 1, axis=0), axis=1) > 1e-3
-    return Polygon(pts[keep])
+        return left_normal(self.out_dir)
 
 
 def _sidewalk(centerline: np.ndarray, kerb: np.ndarray) -> Polygon:
     """The sidewalk band beyond ``kerb`` (N, 2), the right boundary of a lane or connector with
     ``centerline`` (N, 2): the kerb at full resolution, its outer edge at about 1 m spacing."""
-    outer = kerb + SIDEWALK_WIDTH_M * _unit(kerb - centerline)
+    outer = kerb + SIDEWALK_WIDTH_M * unit(kerb - centerline)
     keep = np.unique(np.r_[0 : len(outer) : 4, len(outer) - 1])
-    return _polygon(np.vstack([kerb, outer[keep[::-1]]]))
-
-
-def _largest_polygon(geometry: shapely.Geometry) -> Polygon:
-    """``geometry`` if a Polygon, else its largest polygon part (drops slivers of a cut)."""
-    parts = [g for g in shapely.get_parts(geometry) if isinstance(g, Polygon)]
-    return max(parts, key=lambda g: g.area)
+    return clean_polygon(np.vstack([kerb, outer[keep[::-1]]]))
 
 
 # ------------------------------------------------------------------------------ lane mapping
@@ -321,7 +214,7 @@ def _largest_polygon(geometry: shapely.Geometry) -> Polygon:
 
 def classify_turn(in_heading: np.ndarray, out_heading: np.ndarray) -> str:
     """'left' / 'straight' / 'right' for a move from heading ``in_heading`` to ``out_heading``."""
-    delta = math.degrees(_signed_angle(in_heading, out_heading))
+    delta = math.degrees(signed_angle(in_heading, out_heading))
     if abs(delta) < STRAIGHT_MAX_DEG:
         return "straight"
     return "left" if delta > 0 else "right"
@@ -442,8 +335,8 @@ class _Builder:
         for e in self.edges:
             e.bend_s0 = lane_end[e.a] + BEND_MARGIN_M
             e.bend_s1 = e.length - lane_end[e.b] - BEND_MARGIN_M
-            if e.bend in _BEND:  # peak offset in metres, capped by the minimum bend radius
-                peak, curv = _BEND[e.bend]
+            if e.bend in BEND_PEAKS:  # peak offset in metres, capped by the minimum bend radius
+                peak, curv = BEND_PEAKS[e.bend]
                 span = e.bend_s1 - e.bend_s0
                 cap = peak * span**2 / (curv * MIN_BEND_RADIUS_M)
                 e.amp = math.copysign(min(abs(e.amp) * self.size.bend_amplitude_m, cap), e.amp)
@@ -465,7 +358,7 @@ class _Builder:
         self._arm(edge.b, edge).out_group = self._arm(edge.a, edge).in_group = groups["bwd"]
         kerb_lanes = [self.net.lanes[self.net.lane_groups[groups[d]].lane_fids[-1]] for d in groups]
         right_fwd, right_bwd = (lane.right_boundary for lane in kerb_lanes)
-        self.net.road_segments[segment_fid] = _polygon(np.vstack([right_fwd, right_bwd]))
+        self.net.road_segments[segment_fid] = clean_polygon(np.vstack([right_fwd, right_bwd]))
         for lane in kerb_lanes:
             self.net.walkways[self.fid()] = _sidewalk(lane.centerline, lane.right_boundary)
 
@@ -501,7 +394,7 @@ class _Builder:
                 left_lane_fid=lane_fids[i - 1] if i > 0 else None,
                 right_lane_fid=lane_fids[i + 1] if i + 1 < n else None,
             )
-        polygon = _polygon(np.vstack([bounds[0], bounds[n][::-1]]))
+        polygon = clean_polygon(np.vstack([bounds[0], bounds[n][::-1]]))
         self.net.lane_groups[group_fid] = LaneGroup(group_fid, lane_fids, polygon, seg)
         return group_fid
 
@@ -517,7 +410,7 @@ class _Builder:
         for polygon in corners:
             self.net.walkways[self.fid()] = polygon
         sidewalks = shapely.union_all(corners)
-        box = _largest_polygon(self._box(node).difference(sidewalks))
+        box = largest_polygon(self._box(node).difference(sidewalks))
         self.net.intersections[fid] = Intersection(fid, box, self._signal(len(arms)))
         for arm in arms:
             self._make_crosswalk(node, arm, sidewalks)
@@ -543,7 +436,7 @@ class _Builder:
         c = self.nodes[node]
         pa = c + (a.half_width + extra) * a.normal
         pb = c - (b.half_width + extra) * b.normal
-        return _line_intersection(pa, a.out_dir, pb, b.out_dir)
+        return line_intersection(pa, a.out_dir, pb, b.out_dir)
 
     def _box(self, node: int) -> Polygon:
         """The junction box: kerb ends of every arm at d_box joined through the kerb corners
@@ -555,7 +448,7 @@ class _Builder:
             corner = self._corner(node, a, b, 0.0)
             if corner is not None:
                 ring.append(corner)
-        return _polygon(ring)
+        return clean_polygon(ring)
 
     def _make_crosswalk(self, node: int, arm: _Arm, sidewalks: shapely.Geometry) -> None:
         """Crossing of the whole arm from sidewalk to sidewalk (``sidewalks``: the node's corner
@@ -569,7 +462,7 @@ class _Builder:
         t = (hits - centre) @ arm.normal  # lateral positions where the line meets sidewalks
         right = t[t < 0].max() if (t < 0).any() else -arm.half_width
         left = t[t > 0].min() if (t > 0).any() else arm.half_width
-        polygon = _rectangle(self.nodes[node], arm.out_dir, d0, d1, right - 0.5, left + 0.5)
+        polygon = rectangle(self.nodes[node], arm.out_dir, d0, d1, right - 0.5, left + 0.5)
         walk = np.stack([centre + right * arm.normal, centre + left * arm.normal])
         fid = self.fid()
         self.net.crosswalks[fid] = Crosswalk(fid, polygon, walk, self.node_fids[node])
@@ -598,7 +491,7 @@ class _Builder:
             stop_fid = self.stop_fids[lane_fid] = self.fid()
             heading = -arm.out_dir
             half = 0.5 * lane.width_m
-            polygon = _rectangle(lane.centerline[-1], heading, 0.0, STOP_DEPTH_M, -half, half)
+            polygon = rectangle(lane.centerline[-1], heading, 0.0, STOP_DEPTH_M, -half, half)
             self.net.stop_polygons[stop_fid] = StopPolygon(stop_fid, polygon, "traffic_light", [])
         targets: dict[str, _Arm] = {}
         for other in self.arms[node]:
@@ -617,10 +510,10 @@ class _Builder:
     ) -> None:
         exit_lane, entry_lane = self.net.lanes[exit_fid], self.net.lanes[entry_fid]
         p0, p3 = exit_lane.centerline[-1], entry_lane.centerline[0]
-        t0 = _unit(exit_lane.centerline[-1] - exit_lane.centerline[-2])
-        t3 = _unit(entry_lane.centerline[1] - entry_lane.centerline[0])
-        ctrl = _cubic_bezier(p0, t0, p3, t3)
-        lines, radius = _connector_lines(ctrl, exit_lane.width_m)
+        t0 = unit(exit_lane.centerline[-1] - exit_lane.centerline[-2])
+        t3 = unit(entry_lane.centerline[1] - entry_lane.centerline[0])
+        ctrl = cubic_bezier(p0, t0, p3, t3)
+        lines, radius = connector_lines(ctrl, exit_lane.width_m)
         speed = min(exit_lane.speed_limit_mps, entry_lane.speed_limit_mps)
         speed = max(
             MIN_CONNECTOR_SPEED_MPS, min(speed, math.sqrt(TURN_LATERAL_ACCEL_MPS2 * radius))
@@ -662,7 +555,9 @@ class _Builder:
                     self.net.lanes[c.entry_lane_fid].lane_index,
                 ),
             )
-            polygon = _polygon(np.vstack([conns[0].left_boundary, conns[-1].right_boundary[::-1]]))
+            polygon = clean_polygon(
+                np.vstack([conns[0].left_boundary, conns[-1].right_boundary[::-1]])
+            )
             if not polygon.is_valid:
                 polygon = shapely.union_all([c.polygon for c in conns]).convex_hull
             self.net.lane_group_connectors[fid] = LaneGroupConnector(
@@ -704,4 +599,4 @@ class _Builder:
             + side * (near + 0.5 * CARPARK_DEPTH_M) * edge.normal
         )
         half = 0.5 * CARPARK_DEPTH_M
-        return _rectangle(mid, edge.dir, -0.5 * length, 0.5 * length, -half, half)
+        return rectangle(mid, edge.dir, -0.5 * length, 0.5 * length, -half, half)

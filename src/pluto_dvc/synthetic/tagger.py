@@ -33,16 +33,11 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M
 from pluto_dvc.reference import scenario_types
 from pluto_dvc.synthetic.network import RoadNetwork
-from pluto_dvc.synthetic.simulation import (
-    BICYCLE,
-    DT,
-    EGO_REAR_AXLE_TO_CENTER_M,
-    PEDESTRIAN,
-    VEHICLE,
-    SimResult,
-)
+from pluto_dvc.synthetic.simulation import SimResult
+from pluto_dvc.synthetic.traffic_agents import BICYCLE, DT, PEDESTRIAN, VEHICLE
 
 TAG_EVERY_FRAMES = 10
 

@@ -1,4 +1,5 @@
-"""Where a nuPlan dataset lives on disk, real or synthetic.
+"""Where a nuPlan dataset lives on disk, real or synthetic, resolved from the ``data`` and
+``synthetic`` params (above ``nuplan/``, which knows the format but not the params).
 
 A dataset root holds ``<db_version>/splits/<split>/*.db``; a maps root holds
 ``nuplan-maps-v1.0.json`` and ``<location>/<version>/map.gpkg``. The synthetic dataset uses the same

@@ -18,6 +18,7 @@ import numpy as np
 
 from pluto_dvc.nuplan.log_schema import (
     CATEGORY_NAMES,
+    LOG_FRAME_US,
     MERGED_POINT_CLOUD,
     TRAFFIC_LIGHT_STATUS_NAMES,
     make_tokens,
@@ -27,7 +28,7 @@ from pluto_dvc.nuplan.log_writer import write_log_db
 
 DEFAULT_LOG_NAME = "2021.07.16.20.45.29_veh-35_01095_01486"
 T0_US = 1_626_468_329_000_000
-FRAME_US = 50_000
+FRAME_US = LOG_FRAME_US
 EXTRA_LIDAR = "LidarTop"
 
 # Tags of frame i by i % 10 (frames not listed are untagged).

@@ -165,7 +165,7 @@ class FakeSource:
         return hashlib.blake2b(f"{self.version}/{self.cost_maps}".encode()).hexdigest()[:32]
 
     def describe(self) -> dict:
-        return {"builder": "tests/cache_fakes.FakeSource", "version": self.version}
+        return {"builder": "pluto_dvc.testing.cache_fakes.FakeSource", "version": self.version}
 
     def log_identities(self, log_paths, worker) -> dict[str, str]:
         return {p: "v1" if Path(p).stem in self.changed_logs else "v0" for p in log_paths}

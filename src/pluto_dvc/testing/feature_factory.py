@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from map_factory import MapBuilder, arc, straight
 from shapely.geometry import box
 
+from pluto_dvc.arrays import offsets_of_sorted
 from pluto_dvc.nuplan.locations import LOCATIONS
 from pluto_dvc.nuplan.log_records import (
     EgoStates,
@@ -37,13 +37,14 @@ from pluto_dvc.nuplan.log_records import (
     TrackedObjects,
     TrafficLights,
 )
-from pluto_dvc.nuplan.log_schema import CATEGORY_CODES, make_tokens
+from pluto_dvc.nuplan.log_schema import CATEGORY_CODES, LOG_FRAME_US, make_tokens
 from pluto_dvc.nuplan.map_reader import NuPlanMap
 from pluto_dvc.nuplan.map_writer import write_map_gpkg
+from pluto_dvc.testing.map_factory import MapBuilder, arc, straight
 
 LOCATION = LOCATIONS["us-nv-las-vegas-strip"]
 X0, Y0 = LOCATION.utm_origin
-FRAME_US = 50_000
+FRAME_US = LOG_FRAME_US
 
 
 def _p(x: float, y: float) -> tuple[float, float]:
@@ -163,7 +164,7 @@ def make_log(spec: LogSpec, name: str = "2021.01.01.00.00.00_veh-1_00001_00002")
     tracks = sorted({b.track for b in boxes})
     track_row = {t: i for i, t in enumerate(tracks)}
     frames = np.array([b.frame for b in boxes], dtype=np.int64)
-    frame_start = np.searchsorted(frames, np.arange(n + 1)).astype(np.int64)
+    frame_start = offsets_of_sorted(frames, n)
     lights = []
     for f in range(n):
         rows = sorted(spec.lights.get(f, []) + spec.all_frames_lights)
@@ -207,7 +208,7 @@ def make_log(spec: LogSpec, name: str = "2021.01.01.00.00.00_veh-1_00001_00002")
             vy=col("vy"),
         ),
         traffic_lights=TrafficLights(
-            frame_start=np.searchsorted(light_frames, np.arange(n + 1)).astype(np.int64),
+            frame_start=offsets_of_sorted(light_frames, n),
             lane_connector_id=np.array([r[1] for r in lights], dtype=np.int64),
             status=np.array([r[2] for r in lights], dtype=np.int8),
         ),
