@@ -254,6 +254,62 @@ class FeatureParams(_Section):
         return value
 
 
+class EvaluateParams(_Section):
+    """The ``evaluate`` stage: nuPlan's open-loop score (OLS), learning metrics, baselines and
+    scene pictures. Thresholds default to the devkit's ``open_loop_boxes`` metrics."""
+
+    split_part: Literal["train", "val", "test"] = Field(
+        "test", description="which part of data/splits.json is evaluated"
+    )
+    scenario_types: list[str] | None = Field(None, min_length=1, description="null = all")
+    scenarios_per_type: int | None = Field(
+        4, ge=1, description="15 s scenarios kept per type (seeded choice); null = all"
+    )
+    seed: int = Field(0, ge=0, description="seed of the per-type scenario choice")
+    scenario_duration_s: float = Field(15.0, gt=0.0, le=60.0)
+    query_interval_s: float = Field(1.0, gt=0.0, le=15.0, description="planner queried every")
+    comparison_interval_s: float = Field(1.0, gt=0.0, le=8.0, description="1 / frequency")
+    comparison_horizons_s: list[float] = Field(default_factory=lambda: [3.0, 5.0, 8.0])
+    max_average_l2_error_m: float = Field(8.0, gt=0.0)
+    max_final_l2_error_m: float = Field(8.0, gt=0.0)
+    max_average_heading_error_rad: float = Field(0.8, gt=0.0)
+    max_final_heading_error_rad: float = Field(0.8, gt=0.0)
+    miss_displacement_thresholds_m: list[float] = Field(default_factory=lambda: [6.0, 8.0, 16.0])
+    max_miss_rate: float = Field(0.3, ge=0.0, le=1.0)
+    learning_top_k: int = Field(6, ge=1, description="candidates of minADE / minFDE / miss rate")
+    learning_miss_threshold_m: float = Field(2.0, gt=0.0)
+    learning_max_samples: int | None = Field(
+        2000, ge=1, description="cached samples of the part scored by the learning metrics"
+    )
+    batch_size: int = Field(16, ge=1, le=4096)
+    num_pictures: int = Field(4, ge=0, le=1000, description="first scenarios, fixed names")
+    num_worst_pictures: int = Field(4, ge=0, le=1000, description="lowest model OLS")
+    picture_size_px: int = Field(800, ge=100, le=4000)
+    picture_radius_m: float = Field(60.0, gt=0.0, le=500.0)
+    picture_candidates: int = Field(6, ge=0, le=100, description="top candidates drawn")
+
+    _types = field_validator("scenario_types")(_check_scenario_types)
+
+    @model_validator(mode="after")
+    def _horizons(self) -> EvaluateParams:
+        horizons = self.comparison_horizons_s
+        if not horizons or sorted(horizons) != horizons or len(set(horizons)) != len(horizons):
+            raise ValueError(
+                "comparison_horizons_s must be a non-empty increasing list, e.g. [3, 5, 8]"
+            )
+        steps = [h / self.comparison_interval_s for h in horizons]
+        if any(s < 1 or abs(s - round(s)) > 1e-6 for s in steps):
+            raise ValueError(
+                "every comparison horizon must be a positive multiple of comparison_interval_s"
+            )
+        if len(self.miss_displacement_thresholds_m) != len(horizons):
+            raise ValueError(
+                "miss_displacement_thresholds_m needs one threshold per comparison horizon "
+                f"({len(horizons)}), e.g. [6, 8, 16] for [3, 5, 8]"
+            )
+        return self
+
+
 class Params(_Section):
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     data: DataParams = Field(default_factory=DataParams)
@@ -261,6 +317,7 @@ class Params(_Section):
     filter: FilterParams = Field(default_factory=FilterParams)
     split: SplitParams = Field(default_factory=SplitParams)
     features: FeatureParams = Field(default_factory=FeatureParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
 
 def _describe_error(err: dict[str, Any]) -> str:
