@@ -149,6 +149,63 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     nmap.set_defaults(func=_cmd_map_info)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pluto_dvc.evaluation.stage import describe, run_evaluate
+
+    params = load_params(args.params, args.overrides)
+    metrics = run_evaluate(
+        params,
+        scenarios_path=args.scenarios,
+        splits_path=args.splits,
+        cache_dir=args.cache_dir,
+        model_dir=args.model,
+        reports_dir=args.reports,
+        data_root=args.data_root,
+        maps_root=args.maps_root,
+        log_mlflow=not args.no_mlflow,
+    )
+    print(describe(metrics))
+    return 0
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    from pluto_dvc.evaluation.visualize import visualize_token
+
+    params = load_params(args.params, args.overrides)
+    path = visualize_token(
+        args.token, args.cache_dir, args.out, model_dir=args.model, params=params.evaluate
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser(
+        "evaluate",
+        help="open-loop score, baselines, learning metrics, pictures: reports/",
+        description="the evaluate stage's library code without DVC (paths may point anywhere)",
+    )
+    _add_params_args(ev)
+    ev.add_argument("--model", default="models", help="folder with model.safetensors (models)")
+    ev.add_argument("--cache-dir", default="data/cache")
+    ev.add_argument("--scenarios", default="data/scenarios.parquet")
+    ev.add_argument("--splits", default="data/splits.json")
+    ev.add_argument("--reports", default="reports", help="output folder (replaced)")
+    ev.add_argument("--data-root", default=None, help="logs root (default: from params data)")
+    ev.add_argument("--maps-root", default=None, help="maps root (default: from params data)")
+    ev.add_argument("--no-mlflow", action="store_true", help="do not log into the MLflow run")
+    ev.set_defaults(func=_cmd_evaluate)
+    vis = sub.add_parser(
+        "visualize", help="draw one cached scenario (PNG), with a model's candidates if given"
+    )
+    _add_params_args(vis)
+    vis.add_argument("--token", required=True, help="scenario token (16 hex) in the cache")
+    vis.add_argument("--model", default=None, help="folder with model.safetensors (optional)")
+    vis.add_argument("--cache-dir", default="data/cache")
+    vis.add_argument("--out", default=None, help="PNG path (default reports/scenes/<token>.png)")
+    vis.set_defaults(func=_cmd_visualize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pluto-dvc", description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
@@ -167,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     _add_cache_commands(sub)
     _add_data_commands(sub)
+    _add_evaluation_commands(sub)
     return parser
 
 

@@ -171,13 +171,18 @@ def write_reports(
     return metrics
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+def _move_into(tmp: Path, target: Path) -> None:
+    """Move every entry of ``tmp`` into ``target``, replacing same-named ones (other files in
+    ``target`` stay), then remove ``tmp``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(tmp.iterdir()):
+        dest = target / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        entry.rename(dest)
+    tmp.rmdir()
 
 
 def run_evaluate(
@@ -262,7 +267,7 @@ def run_evaluate(
     tmp = reports_dir.with_name(f".{reports_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     metrics = write_reports(tmp, result, names, config, learning, params)
-    _replace_dir(tmp, reports_dir)
+    _move_into(tmp, reports_dir)
     total_s = time.perf_counter() - start
     progress(
         f"OLS {len(result.scenarios)} scenarios ({len(result.skipped)} skipped) in {ols_s:.1f} s, "
