@@ -1,4 +1,5 @@
-"""batch_loader: a torch DataLoader yielding collated batches of the cache, seeded and worker-proof."""
+"""batch_loader: a torch DataLoader yielding typed PlutoBatch batches of the cache, seeded and
+worker-proof."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cache_fakes import FakeSource, make_selection
 from pluto_dvc.cache import CacheDataset, build_cache
 from pluto_dvc.cache.torch_loader import batch_loader
 from pluto_dvc.features import collate
+from pluto_dvc.model.batch import PlutoBatch
 from pluto_dvc.params import WorkerParams
 
 
@@ -41,19 +43,23 @@ def _equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 
 def test_sequential_batches_are_the_collated_samples_in_manifest_order(cache):
     batches = list(batch_loader(cache, batch_size=8))
-    assert [len(b["current_state"]) for b in batches] == [8, 8, 5]
+    assert all(isinstance(b, PlutoBatch) for b in batches)
+    assert [b.batch_size for b in batches] == [8, 8, 5]
     for n, batch in enumerate(batches):
-        assert all(isinstance(t, torch.Tensor) for t in batch.values())
+        batch.validate()
+        flat = batch.to_flat()
+        assert all(isinstance(t, torch.Tensor) for t in flat.values())
         expected = collate([cache[i] for i in range(8 * n, min(8 * n + 8, len(cache)))])
-        assert _equal(_as_numpy(batch), expected)
-    assert batches[0]["cost_maps"].dtype == torch.float16
-    assert batches[0]["agent.valid_mask"].dtype == torch.bool
-    assert [len(b["current_state"]) for b in batch_loader(cache, 8, drop_last=True)] == [8, 8]
+        assert _equal(_as_numpy(flat), expected)
+    assert batches[0].cost_maps.dtype == torch.float16
+    assert batches[0].agent.valid_mask.dtype == torch.bool
+    assert batches[0].agent.position.shape[:2] == batches[0].agent.valid_mask.shape[:2]
+    assert [b.batch_size for b in batch_loader(cache, 8, drop_last=True)] == [8, 8]
 
 
 def _order(loader) -> list[tuple[float, ...]]:
     """Each sample's current_state, in the order the loader delivered them."""
-    return [tuple(row.tolist()) for b in loader for row in b["current_state"]]
+    return [tuple(row.tolist()) for b in loader for row in b.current_state]
 
 
 def test_shuffled_order_depends_on_the_seed_only_not_on_workers(cache):

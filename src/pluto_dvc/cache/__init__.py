@@ -13,16 +13,39 @@ No pickle anywhere: a cache pulled from someone else's remote cannot run code.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pluto_dvc.cache.builder import BuildReport, CacheBuildError, build_cache
-from pluto_dvc.cache.codec import decode_sample, encode_sample
-from pluto_dvc.cache.dataset import CacheDataset
-from pluto_dvc.cache.inspect import inspect_cache, verify_cache
-from pluto_dvc.cache.manifest import read_failures, read_manifest
-from pluto_dvc.cache.shard import CacheCorruptError
-from pluto_dvc.cache.source import FeatureSource, SampleSource
-from pluto_dvc.params import Params
+if TYPE_CHECKING:
+    from pluto_dvc.cache.builder import BuildReport
+    from pluto_dvc.cache.source import SampleSource
+    from pluto_dvc.params import Params
+
+# Names re-exported lazily (PEP 562), so that reading a cache (``pluto_dvc.cache.dataset``,
+# ``torch_loader``) never imports the builder and its map/GIS stack.
+_EXPORTS = {
+    "BuildReport": "builder",
+    "CacheBuildError": "builder",
+    "build_cache": "builder",
+    "decode_sample": "codec",
+    "encode_sample": "codec",
+    "CacheDataset": "dataset",
+    "inspect_cache": "inspect",
+    "verify_cache": "inspect",
+    "read_failures": "manifest",
+    "read_manifest": "manifest",
+    "CacheCorruptError": "shard",
+    "FeatureSource": "source",
+    "SampleSource": "source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"pluto_dvc.cache.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'pluto_dvc.cache' has no attribute {name!r}")
+
 
 CACHE_DIR = Path("data/cache")
 SUMMARY_PATH = Path("data/cache_summary.json")
@@ -60,6 +83,8 @@ def run_build_cache(
 
     Writes the summary json (a DVC metric) even when the build then fails on the failure ratio.
     """
+    from pluto_dvc.cache.builder import CacheBuildError, build_cache
+    from pluto_dvc.cache.source import FeatureSource
     from pluto_dvc.nuplan.paths import resolve_dataset
     from pluto_dvc.selection import SCENARIOS_PATH, read_scenarios
     from pluto_dvc.selection.output import write_json

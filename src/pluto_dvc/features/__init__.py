@@ -8,7 +8,9 @@ a signed-distance cost map and causal facts, from one nuPlan log and its map.
 Typed records (``records``) are the in-memory form; flat dicts are the storage boundary.
 """
 
-from pluto_dvc.features.builder import LogFeatureBuilder
+import importlib
+from typing import Any
+
 from pluto_dvc.features.collate import collate
 from pluto_dvc.features.records import (
     AgentFeatures,
@@ -20,6 +22,17 @@ from pluto_dvc.features.records import (
     ReferenceLines,
     StaticObjects,
 )
+
+# The builder is imported lazily (PEP 562): ``records`` and ``collate`` are read by the cache
+# decoder and the model, which must not import the map/GIS stack (shapely, pyogrio, pyproj).
+_EXPORTS = {"LogFeatureBuilder": "builder"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"pluto_dvc.features.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'pluto_dvc.features' has no attribute {name!r}")
+
 
 __all__ = [
     "AgentFeatures",
