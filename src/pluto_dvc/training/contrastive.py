@@ -63,7 +63,11 @@ _ANGLES = (
 _POSE3 = ("map.polygon_center", "agent.target", "causal.free_path_points")
 # keys with an agent axis (axis 1)
 _AGENT_KEYS_PREFIX = "agent."
-_CAUSAL_AGENT_KEYS = ("causal.leading_agent_mask", "causal.leading_distance", "causal.interaction_label")
+_CAUSAL_AGENT_KEYS = (
+    "causal.leading_agent_mask",
+    "causal.leading_distance",
+    "causal.interaction_label",
+)
 
 
 @dataclass
@@ -134,7 +138,9 @@ def recentre(
         target = out["agent.target"].clone()
         f = target.shape[2]
         valid = out["agent.valid_mask"][:, 0, -f:]
-        ego = torch.cat([out["agent.position"][:, 0, -f:], out["agent.heading"][:, 0, -f:, None]], -1)
+        ego = torch.cat(
+            [out["agent.position"][:, 0, -f:], out["agent.heading"][:, 0, -f:, None]], -1
+        )
         target[:, 0] = ego * valid[..., None]
         out["agent.target"] = target
     if "reference_line.future_projection" in out:
@@ -312,7 +318,9 @@ def make_negative(
         elif kind == "red_light_to_green":
             status = out["map.polygon_tl_status"].clone()
             flip = pick[:, None] & care.bool()
-            out["map.polygon_tl_status"] = torch.where(flip, torch.full_like(status, TL_GREEN), status)
+            out["map.polygon_tl_status"] = torch.where(
+                flip, torch.full_like(status, TL_GREEN), status
+            )
         elif kind == "insert_leading":
             out, valid_mask = _insert_leading(out, valid_mask, pick, in_range, free, history)
     out["agent.valid_mask"] = valid_mask

@@ -35,7 +35,10 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
 
 
 def classification_loss(
-    logits: torch.Tensor, line_valid: torch.Tensor, line: torch.Tensor, mode: torch.Tensor,
+    logits: torch.Tensor,
+    line_valid: torch.Tensor,
+    line: torch.Tensor,
+    mode: torch.Tensor,
     sample_mask: torch.Tensor,
 ) -> torch.Tensor:
     """Cross-entropy over the flattened R x M scores, padded lines at -1e6.
@@ -68,12 +71,16 @@ def ego_circles(trajectory: torch.Tensor) -> tuple[torch.Tensor, float]:
     spacing = length / NUM_CIRCLES
     offsets = -EGO_REAR_M + spacing * (torch.arange(NUM_CIRCLES, device=trajectory.device) + 0.5)
     direction = F.normalize(trajectory[..., 2:4], dim=-1, eps=1e-6)  # (B, F, 2)
-    centres = trajectory[..., None, 0:2] + offsets.to(trajectory.dtype)[:, None] * direction[..., None, :]
+    centres = (
+        trajectory[..., None, 0:2] + offsets.to(trajectory.dtype)[:, None] * direction[..., None, :]
+    )
     radius = math.sqrt(EGO_WIDTH_M**2 + spacing**2) / 2 - 0.2
     return centres, radius
 
 
-def sample_cost_map(cost_map: torch.Tensor, points: torch.Tensor, resolution: float) -> torch.Tensor:
+def sample_cost_map(
+    cost_map: torch.Tensor, points: torch.Tensor, resolution: float
+) -> torch.Tensor:
     """Bilinear signed distance at ego-frame points (CONTRACT convention: column W/2 + x/res,
     row H/2 - y/res; normalised grid (x / half, -y / half), align_corners=False).
 

@@ -10,13 +10,12 @@ waited at is now green), so imitating it there would teach the opposite of the c
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import lightning as L
 import torch
 
+import pluto_dvc.model as model_pkg
 from pluto_dvc.errors import PlutoDvcError
-from pluto_dvc.model import ModelConfig, PlutoBatch, PlutoModel
+from pluto_dvc.model import ModelConfig, PlutoBatch
 from pluto_dvc.params import TrainParams
 from pluto_dvc.training import losses
 from pluto_dvc.training.contrastive import make_contrastive_batch
@@ -36,24 +35,25 @@ class PlutoTrainingModule(L.LightningModule):
     def __init__(self, model_config: dict, train: dict, data: dict, steps_per_epoch: int = 1):
         super().__init__()
         self.save_hyperparameters()
-        self.config = ModelConfig(**model_config)
+        self.config = ModelConfig.from_dict(model_config)
         self.train_params = TrainParams(**train)
         self.data = dict(data)
         self.steps_per_epoch = steps_per_epoch
-        self.model = PlutoModel(self.config)
+        self.model = model_pkg.PlutoModel(self.config)
 
     @classmethod
     def create(
         cls, config: ModelConfig, train: TrainParams, data: dict, steps_per_epoch: int
     ) -> PlutoTrainingModule:
-        return cls(asdict(config), train.model_dump(mode="json"), data, steps_per_epoch)
+        return cls(config.to_dict(), train.model_dump(mode="json"), data, steps_per_epoch)
 
     def forward(self, batch: PlutoBatch):
         return self.model(batch)
 
     # ------------------------------------------------------------------------------ step
-    def _step(self, flat: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: PlutoBatch, stage: str) -> torch.Tensor:
         p = self.train_params
+        flat = batch.to_flat()
         history = int(self.data["history"])
         b = flat["current_state"].shape[0]
         contrastive = stage == "train" and p.contrastive
@@ -67,7 +67,7 @@ class PlutoTrainingModule(L.LightningModule):
                 p.drop_non_interacting_probability,
             )
             flat = cb.flat
-        out = self.model(PlutoBatch.from_flat(flat))
+        out = self.model(PlutoBatch.from_flat(flat) if contrastive else batch)
         imitate = slice(0, 2 * b) if contrastive else slice(0, b)
         if contrastive:  # positives not drawn this step are not imitated
             keep = torch.cat([torch.ones_like(cb.positive_valid), cb.positive_valid])
@@ -79,7 +79,9 @@ class PlutoTrainingModule(L.LightningModule):
             h = out.hidden
             if usable.any():
                 terms["contrastive"] = losses.contrastive_loss(
-                    h[:b][usable], h[b : 2 * b][usable], h[2 * b :][usable],
+                    h[:b][usable],
+                    h[b : 2 * b][usable],
+                    h[2 * b :][usable],
                     p.contrastive_temperature,
                 )
             else:
@@ -94,7 +96,9 @@ class PlutoTrainingModule(L.LightningModule):
             self._log_metrics(flat, out, stage)
         return loss
 
-    def loss_terms(self, flat, out, rows: slice, keep: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def loss_terms(
+        self, flat, out, rows: slice, keep: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         """Every imitation loss on the samples ``rows`` of the batch (``keep``: (n,) bool)."""
         d = self.data
         f = int(d["future_steps"])
@@ -103,14 +107,20 @@ class PlutoTrainingModule(L.LightningModule):
             sel = {k: v[keep] for k, v in sel.items()}
         pick = (lambda t: t[rows][keep]) if keep is not None else (lambda t: t[rows])
         states, valid = future_states(
-            sel["agent.position"], sel["agent.heading"], sel["agent.velocity"],
-            sel["agent.valid_mask"], f,
+            sel["agent.position"],
+            sel["agent.heading"],
+            sel["agent.velocity"],
+            sel["agent.valid_mask"],
+            f,
         )
         ego, ego_valid = states[:, 0], valid[:, 0]
         line_valid = sel["reference_line.valid_mask"].any(-1)
         query = select_target(
-            sel["reference_line.future_projection"], line_valid, ego_valid,
-            self.config.num_modes, float(d["mode_length_m"]),
+            sel["reference_line.future_projection"],
+            line_valid,
+            ego_valid,
+            self.config.num_modes,
+            float(d["mode_length_m"]),
         )
         trajectory = pick(out.trajectory)
         n = torch.arange(trajectory.shape[0], device=trajectory.device)
@@ -149,19 +159,33 @@ class PlutoTrainingModule(L.LightningModule):
         f = int(d["future_steps"])
         history = int(d["history"])
         states, valid = future_states(
-            flat["agent.position"], flat["agent.heading"], flat["agent.velocity"],
-            flat["agent.valid_mask"], f,
+            flat["agent.position"],
+            flat["agent.heading"],
+            flat["agent.velocity"],
+            flat["agent.valid_mask"],
+            f,
         )
         line_valid = flat["reference_line.valid_mask"].any(-1)
         cv_velocity = flat["agent.velocity"][:, 0, history]
         values, counted = planning_metrics(
-            out.trajectory, out.probability, line_valid, states[:, 0], valid[:, 0], cv_velocity,
+            out.trajectory,
+            out.probability,
+            line_valid,
+            states[:, 0],
+            valid[:, 0],
+            cv_velocity,
             float(d["dt"]),
         )
         n = int(counted.sum())
         if n:
             for name, v in values.items():
-                self.log(f"{stage}/{name}", v[counted].mean(), on_epoch=True, batch_size=n, sync_dist=True)
+                self.log(
+                    f"{stage}/{name}",
+                    v[counted].mean(),
+                    on_epoch=True,
+                    batch_size=n,
+                    sync_dist=True,
+                )
         ade_sum, fde_sum, agents = prediction_metrics(out.prediction, states[:, 1:], valid[:, 1:])
         if int(agents):
             k = int(agents)
@@ -169,22 +193,27 @@ class PlutoTrainingModule(L.LightningModule):
             self.log(f"{stage}/pred_fde", fde_sum / k, on_epoch=True, batch_size=k, sync_dist=True)
 
     # ----------------------------------------------------------------------- lightning hooks
-    def training_step(self, flat, batch_idx):
+    def training_step(self, batch: PlutoBatch, batch_idx: int):
         self._batch_idx = batch_idx
-        return self._step(flat, "train")
+        return self._step(batch, "train")
 
-    def validation_step(self, flat, batch_idx):
+    def validation_step(self, batch: PlutoBatch, batch_idx: int):
         self._batch_idx = batch_idx
-        return self._step(flat, "val")
+        return self._step(batch, "val")
 
-    def test_step(self, flat, batch_idx):
+    def test_step(self, batch: PlutoBatch, batch_idx: int):
         self._batch_idx = batch_idx
-        return self._step(flat, "test")
+        return self._step(batch, "test")
 
     def configure_optimizers(self):
         p = self.train_params
         optimizer, schedule = build_optimizer(
-            self.model, p.lr, p.weight_decay, p.min_lr, p.epochs, p.warmup_epochs,
+            self.model,
+            p.lr,
+            p.weight_decay,
+            p.min_lr,
+            p.epochs,
+            p.warmup_epochs,
             self.steps_per_epoch,
         )
         return {

@@ -25,9 +25,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         for name, param in module.named_parameters(recurse=False):
             if name.endswith("weight") and param.requires_grad:  # in_proj_weight, weight
                 decay[f"{module_name}.{name}" if module_name else name] = param
-    rest = [
-        p for n, p in model.named_parameters() if p.requires_grad and n not in decay
-    ]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and n not in decay]
     return [
         {"params": list(decay.values()), "weight_decay": weight_decay},
         {"params": rest, "weight_decay": 0.0},
