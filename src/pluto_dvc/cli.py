@@ -7,10 +7,12 @@ traceback is shown only with ``--traceback`` or ``PLUTO_DVC_TRACEBACK=1``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pluto_dvc.errors import PlutoDvcError
 from pluto_dvc.params import DEFAULT_PARAMS_FILE, Params, load_params, params_to_yaml
@@ -149,6 +151,36 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     nmap.set_defaults(func=_cmd_map_info)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pluto_dvc.training.run import TrainPaths, run_training
+
+    params = load_params(args.params, args.overrides)
+    paths = TrainPaths(
+        cache_dir=Path(args.cache_dir),
+        splits_path=Path(args.splits),
+        out_dir=Path(args.out_dir),
+        live_dir=Path(args.live_dir),
+    )
+    summary = run_training(params, paths)
+    if summary:
+        print(json.dumps({"epochs": summary["epochs"], "val": summary["val"]}, indent=2))
+    return 0
+
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train PLUTO on the cache and split: models/ + dvclive/ (MLflow in mlflow.db)",
+        description="train PLUTO (params `train`, `model`); resumes a killed run with the same inputs",
+    )
+    _add_params_args(train)
+    train.add_argument("--cache-dir", default="data/cache", help="feature cache (data/cache)")
+    train.add_argument("--splits", default="data/splits.json", help="split (data/splits.json)")
+    train.add_argument("--out-dir", default="models", help="model outputs (models)")
+    train.add_argument("--live-dir", default="dvclive", help="dvclive metrics and plots (dvclive)")
+    train.set_defaults(func=_cmd_train)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pluto_dvc.evaluation.stage import describe, run_evaluate
 
@@ -224,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     _add_cache_commands(sub)
     _add_data_commands(sub)
+    _add_train_command(sub)
     _add_evaluation_commands(sub)
     return parser
 

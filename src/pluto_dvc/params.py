@@ -254,6 +254,59 @@ class FeatureParams(_Section):
         return value
 
 
+NEGATIVE_KINDS = ("drop_leading", "drop_interacting", "red_light_to_green", "insert_leading")
+
+
+class TrainParams(_Section):
+    """Training (stage ``train``): optimiser, schedule, loader, devices, contrastive augmentation.
+
+    lr schedule per epoch: linear warm-up from 0 over ``warmup_epochs``, then cosine from ``lr`` to
+    ``min_lr`` at ``epochs``. Weight decay applies to Linear / Conv / attention weights only.
+    ``seed`` fixes initialisation, batch order, dropout and augmentation: the same params and data
+    give the same final metrics on CPU (also after a resume).
+    """
+
+    epochs: int = Field(12, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=4096, description="per device")
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    min_lr: float = Field(1e-6, ge=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    warmup_epochs: int = Field(3, ge=0)
+    grad_clip: float = Field(5.0, ge=0.0, description="gradient-norm clip; 0 = off")
+    seed: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=256, description="loader worker processes per device")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "cpu"
+    devices: int = Field(1, ge=1, le=1024)
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "64-true"] = "32-true"
+    contrastive: bool = Field(False, description="contrastive imitation learning (CIL)")
+    positive_probability: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of anchors that get a perturbed positive"
+    )
+    drop_non_interacting_probability: float = Field(
+        0.5, ge=0.0, le=1.0, description="per positive: drop the agents that do not interact"
+    )
+    negative_kinds: list[Literal[NEGATIVE_KINDS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(NEGATIVE_KINDS), min_length=1
+    )
+    contrastive_temperature: float = Field(0.1, gt=0.0, le=10.0)
+    checkpoint_top_k: int = Field(5, ge=1, le=100, description="best checkpoints kept (val loss)")
+    limit_train_batches: int | None = Field(None, ge=1, description="smoke runs; null = all")
+    limit_val_batches: int | None = Field(None, ge=1, description="smoke runs; null = all")
+    log_every_n_steps: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> TrainParams:
+        if self.min_lr > self.lr:
+            raise ValueError(f"train.min_lr ({self.min_lr}) must not exceed train.lr ({self.lr})")
+        if self.warmup_epochs >= self.epochs and self.epochs > 1:
+            raise ValueError(
+                f"train.warmup_epochs ({self.warmup_epochs}) must be below train.epochs "
+                f"({self.epochs}): the cosine phase would never start"
+            )
+        return self
+
+
 class EvaluateParams(_Section):
     """The ``evaluate`` stage: nuPlan's open-loop score (OLS), learning metrics, baselines and
     scene pictures. Thresholds default to the devkit's ``open_loop_boxes`` metrics."""
@@ -317,6 +370,7 @@ class Params(_Section):
     filter: FilterParams = Field(default_factory=FilterParams)
     split: SplitParams = Field(default_factory=SplitParams)
     features: FeatureParams = Field(default_factory=FeatureParams)
+    train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
 
