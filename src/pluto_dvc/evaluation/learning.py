@@ -1,80 +1,67 @@
-"""Learning metrics on cached samples (spec/metrics.md section 1), as PLUTO logs them.
+"""Learning metrics on cached samples (spec/metrics.md section 1), with the training's metric
+functions (``pluto_dvc.training.metrics``), so the report and the validation logs agree.
 
 - minADE / minFDE: over the top-k (6) candidates by predicted score, the smallest average / final
-  L2 error to the logged ego future, averaged over samples.
-- MR: share of samples whose best-of-top-k final error exceeds 2 m.
-- prediction ADE / FDE: L2 error of the agent-prediction head over valid agent future steps
-  (FDE: agents valid at the last step).
+  L2 error to the logged ego future, averaged over samples; also the top-1 candidate's ADE / FDE
+  and the constant-velocity baseline's on the same samples.
+- miss rate: share of samples whose best-of-top-k final error exceeds 2 m.
+- prediction ADE / FDE: the agent-prediction head's errors over valid agent future steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from pluto_dvc.evaluation.model_planner import ModelPlanner, top_candidates, valid_lines
+from pluto_dvc.evaluation.model_planner import ModelPlanner, valid_lines
 from pluto_dvc.model import PlutoBatch, PlutoOutput
+from pluto_dvc.training.metrics import planning_metrics, prediction_metrics
+
+PLANNING = ("min_ade", "min_fde", "miss_rate", "top1_ade", "top1_fde", "cv_ade", "cv_fde")
 
 
-@dataclass
 class LearningSums:
-    """Running sums over batches (so the result does not depend on the batch size)."""
+    """Running sums over batches (the result does not depend on the batch size)."""
 
-    samples: int = 0
-    min_ade: float = 0.0
-    min_fde: float = 0.0
-    misses: int = 0
-    prediction_error: float = 0.0
-    prediction_steps: int = 0
-    prediction_final_error: float = 0.0
-    prediction_final_agents: int = 0
+    def __init__(self) -> None:
+        self.samples = 0
+        self.sums = dict.fromkeys(PLANNING, 0.0)
+        self.agents = 0
+        self.prediction_ade = 0.0
+        self.prediction_fde = 0.0
 
-    def add(self, other: LearningSums) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+    def add(self, batch: PlutoBatch, output: PlutoOutput, top_k: int, miss_m: float, dt: float):
+        f = output.trajectory.shape[3]
+        present = batch.agent.position.shape[2] - f - 1
+        future = slice(present + 1, None)
+        position, valid = batch.agent.position[:, :, future], batch.agent.valid_mask[:, :, future]
+        values, counted = planning_metrics(
+            output.trajectory,
+            output.probability,
+            valid_lines(batch),
+            position[:, 0],
+            valid[:, 0],
+            batch.agent.velocity[:, 0, present],
+            dt,
+            k=top_k,
+            miss_m=miss_m,
+        )
+        self.samples += int(counted.sum())
+        for name in PLANNING:
+            self.sums[name] += float(values[name][counted].double().sum())
+        ade, fde, agents = prediction_metrics(output.prediction, position[:, 1:], valid[:, 1:])
+        self.agents += int(agents)
+        self.prediction_ade += float(ade)
+        self.prediction_fde += float(fde)
 
     def result(self) -> dict[str, float]:
         n = max(self.samples, 1)
-        return {
-            "num_samples": self.samples,
-            "min_ade": self.min_ade / n,
-            "min_fde": self.min_fde / n,
-            "miss_rate": self.misses / n,
-            "prediction_ade": self.prediction_error / max(self.prediction_steps, 1),
-            "prediction_fde": self.prediction_final_error / max(self.prediction_final_agents, 1),
-        }
-
-
-def batch_sums(
-    batch: PlutoBatch, output: PlutoOutput, top_k: int, miss_threshold_m: float
-) -> LearningSums:
-    """The metric sums of one batch."""
-    f = output.trajectory.shape[3]
-    present = batch.agent.position.shape[2] - f - 1
-    target = batch.agent.position[:, 0, present + 1 :].double()  # (B, F, 2) ego future
-    mask = batch.agent.valid_mask[:, 0, present + 1 :].double()
-    candidates, _ = top_candidates(output, valid_lines(batch), top_k)
-    err = torch.linalg.vector_norm(candidates[..., :2].double() - target[:, None], dim=-1)
-    ade = (err * mask[:, None]).sum(-1) / mask.sum(-1).clamp(min=1)[:, None]  # (B, C)
-    min_ade = ade.min(dim=1).values
-    min_fde = err[..., -1].min(dim=1).values
-
-    agents = batch.agent.position[:, 1:, present + 1 :].double()
-    amask = batch.agent.valid_mask[:, 1:, present + 1 :]
-    perr = torch.linalg.vector_norm(output.prediction[..., :2].double() - agents, dim=-1)
-    return LearningSums(
-        samples=int(target.shape[0]),
-        min_ade=float(min_ade.sum()),
-        min_fde=float(min_fde.sum()),
-        misses=int((min_fde > miss_threshold_m).sum()),
-        prediction_error=float(perr[amask].sum()),
-        prediction_steps=int(amask.sum()),
-        prediction_final_error=float(perr[..., -1][amask[..., -1]].sum()),
-        prediction_final_agents=int(amask[..., -1].sum()),
-    )
+        out: dict[str, float] = {"num_samples": self.samples}
+        out.update({name: self.sums[name] / n for name in PLANNING})
+        out["prediction_ade"] = self.prediction_ade / max(self.agents, 1)
+        out["prediction_fde"] = self.prediction_fde / max(self.agents, 1)
+        return out
 
 
 def learning_metrics(
@@ -90,7 +77,7 @@ def learning_metrics(
     for start in range(0, len(indices), batch_size):
         samples = read_batch(indices[start : start + batch_size])
         batch, output = planner.forward(samples)
-        sums.add(batch_sums(batch, output, top_k, miss_threshold_m))
+        sums.add(batch, output, top_k, miss_threshold_m, planner.step_s)
     return sums.result()
 
 

@@ -105,10 +105,10 @@ def _draw_plans(ax, frame: SceneFrame, num_candidates: int) -> None:
     ax.plot(*future[9::10, :2].T, "o", color=EXPERT_COLOR, ms=3, zorder=7)
     for name, poses in frame.plans.items():
         if name == "model":
-            ax.plot(*poses[:, :2].T, color=MODEL_COLOR, lw=2.5, zorder=8, label="model top-1")
+            ax.plot(*poses[:, :2].T, color=MODEL_COLOR, lw=2.0, zorder=9, label="model top-1")
         elif name in BASELINE_STYLES:
             color, label = BASELINE_STYLES[name]
-            ax.plot(*poses[:, :2].T, color=color, lw=1.5, ls="-.", zorder=7, label=label)
+            ax.plot(*poses[:, :2].T, color=color, lw=1.3, ls="--", zorder=8, label=label)
 
 
 def draw_scene(
@@ -132,9 +132,12 @@ def draw_scene(
     ax.set_ylim(-radius_m, radius_m)
     ax.set_aspect("equal", adjustable="box")
     ax.tick_params(labelsize=7)
+    ax.set_xlabel("x (m, ego frame)", fontsize=7)
+    ax.set_ylabel("y (m)", fontsize=7)
     ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
-    head = f"{frame.scenario_type}  {frame.log_name[:24]}  {frame.token}"
-    fig.suptitle(f"{head}\n{title}" if title else head, fontsize=8)
+    head = f"{frame.scenario_type}  {frame.token}"
+    fontsize = 8 if size_px >= 600 else 6
+    fig.suptitle(f"{head}\n{title}" if title else head, fontsize=fontsize)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")

@@ -126,8 +126,11 @@ def choose_scenarios(
     return chosen
 
 
+SHORT_NAMES = {"constant_velocity": "CV", "constant_velocity_reference_line": "CV-line"}
+
+
 def _title(s: ScenarioResult, planners: list[str]) -> str:
-    return "OLS  " + "  ".join(f"{p}: {s.scores[p].score:.3f}" for p in planners)
+    return "OLS " + " | ".join(f"{SHORT_NAMES.get(p, p)} {s.scores[p].score:.3f}" for p in planners)
 
 
 def draw_pictures(
@@ -226,10 +229,10 @@ def run_evaluate(
             "anew (rebuild the cache and retrain for consistent features)"
         )
     if model is None:
-        from pluto_dvc.model import load_model
-
         if not (Path(model_dir) / "model.safetensors").is_file():
             raise DataError(f"{model_dir}/model.safetensors does not exist: run `dvc repro train`")
+        from pluto_dvc.model import load_model
+
         model = load_model(model_dir)
     config = OpenLoopConfig.from_params(ev)
     timing = ScenarioTiming.of(ev, features)

@@ -1,29 +1,19 @@
 """Log the evaluation into the MLflow run of the training it evaluates.
 
 The run id comes from ``models/train_summary.json`` (written by the train stage). The tracking
-store is the repository's SQLite file ``<root>/mlflow.db`` (artifacts in ``<root>/mlartifacts``),
-``root`` = ``DVC_ROOT`` when set (DVC runs experiments in other folders), else the working
-directory. Nothing is logged (and the reason is returned) when there is no summary, no run id or
+store is the training's (``pluto_dvc.training.tracking.mlflow_uris``): the SQLite file
+``<root>/mlflow.db``, ``root`` = ``DVC_ROOT`` when set (DVC runs experiments in other folders),
+else the working directory. Nothing is logged (and the reason is returned) when there is no summary, no run id or
 the run is not in that store: the evaluation itself never fails because of tracking.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-
-def tracking_root(root: str | Path | None = None) -> Path:
-    return Path(os.environ.get("DVC_ROOT") or root or Path.cwd()).resolve()
-
-
-def tracking_uri(root: str | Path | None = None) -> str:
-    """``sqlite:///<root>/mlflow.db``."""
-    return f"sqlite:///{tracking_root(root) / 'mlflow.db'}"
 
 
 def flatten(metrics: Mapping[str, Any], prefix: str = "eval") -> dict[str, float]:
@@ -59,7 +49,9 @@ def log_to_training_run(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri(root)
+    from pluto_dvc.training.tracking import mlflow_uris
+
+    uri, _ = mlflow_uris(Path(root) if root is not None else None)
     client = MlflowClient(tracking_uri=uri)
     try:
         client.get_run(run_id)

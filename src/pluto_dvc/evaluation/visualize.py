@@ -79,10 +79,10 @@ def visualize_token(
     index = tokens.index(token)
     model = None
     if model_dir is not None:
-        from pluto_dvc.model import load_model
-
         if not (Path(model_dir) / "model.safetensors").is_file():
             raise DataError(f"{model_dir}/model.safetensors does not exist: run `dvc repro train`")
+        from pluto_dvc.model import load_model
+
         model = load_model(model_dir)
     step = cache_features(cache.meta, cache_dir).sample_interval_s
     frame, title = scene_of_sample(
