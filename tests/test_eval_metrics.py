@@ -137,3 +137,29 @@ def test_config_from_params_rejects_mismatched_thresholds():
         parse_params({"evaluate": {"comparison_horizons_s": [2.5, 5.0, 8.0]}})
     p = parse_params({}).evaluate
     assert OpenLoopConfig.from_params(p) == CFG
+
+
+def test_scenario_choice_caps_types_and_keeps_starts_apart():
+    import pandas as pd
+
+    from pluto_dvc.evaluation.scenarios import choose_per_type
+
+    rows = pd.DataFrame(
+        {
+            "log_name": ["a"] * 40 + ["b"] * 5,
+            "token": [f"{i:016x}" for i in range(45)],
+            "scenario_type": ["x"] * 30 + ["y"] * 10 + ["x"] * 5,
+            "timestamp_us": [i * 1_000_000 for i in range(40)] + [i * 1_000_000 for i in range(5)],
+        }
+    )
+    chosen = choose_per_type(rows, cap=3, seed=0, min_separation_s=15.0)
+    assert chosen.scenario_type.value_counts().to_dict() == {"x": 3, "y": 1}
+    for (_, _), group in chosen.groupby(["log_name", "scenario_type"]):
+        t = np.sort(group.timestamp_us.to_numpy())
+        assert np.all(np.diff(t) >= 15_000_000)
+    again = choose_per_type(rows, cap=3, seed=0, min_separation_s=15.0)
+    assert chosen.equals(again)  # seeded
+    keys = list(zip(chosen.log_name, chosen.timestamp_us, strict=True))
+    assert keys == sorted(keys)  # ordered by (log, time)
+    everything = choose_per_type(rows, cap=None, seed=0, min_separation_s=0.0)
+    assert len(everything) == len(rows)

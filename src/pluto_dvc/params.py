@@ -354,6 +354,9 @@ class EvaluateParams(_Section):
         4, ge=1, description="15 s scenarios kept per type (seeded choice); null = all"
     )
     seed: int = Field(0, ge=0, description="seed of the per-type scenario choice")
+    min_separation_s: float = Field(
+        15.0, ge=0.0, description="per type and log, chosen scenarios start this far apart"
+    )
     scenario_duration_s: float = Field(15.0, gt=0.0, le=60.0)
     query_interval_s: float = Field(1.0, gt=0.0, le=15.0, description="planner queried every")
     comparison_interval_s: float = Field(1.0, gt=0.0, le=8.0, description="1 / frequency")

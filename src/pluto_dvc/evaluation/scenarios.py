@@ -5,7 +5,8 @@ evaluated part of ``data/splits.json``) and lasts ``scenario_duration_s``; the p
 every ``query_interval_s`` (frames 0, 1, ..., 14 s for the defaults). A scenario is usable when
 the log holds the feature history before its first queried frame and the longest comparison
 horizon (and the feature future) after its last one. Per type at most ``scenarios_per_type``
-usable scenarios are kept, a seeded choice; the result is ordered by (log, time).
+usable scenarios are kept, a seeded choice of scenarios that start ``min_separation_s`` apart;
+the result is ordered by (log, time).
 """
 
 from __future__ import annotations
@@ -95,16 +96,29 @@ def usable_rows(rows: pd.DataFrame, log: LogArrays, timing: ScenarioTiming) -> n
     return np.where(ok, frame, -1)
 
 
-def choose_per_type(usable: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
-    """At most ``cap`` rows per scenario type: a seeded choice (types in sorted order), returned
-    ordered by (log, time, token)."""
-    if cap is None:
-        chosen = usable
-    else:
-        rng = np.random.default_rng(seed)
-        parts = []
-        for _, group in sorted(usable.groupby("scenario_type"), key=lambda kv: kv[0]):
-            pick = rng.permutation(len(group))[:cap]
-            parts.append(group.iloc[np.sort(pick)])
-        chosen = pd.concat(parts) if parts else usable.iloc[:0]
+def choose_per_type(
+    usable: pd.DataFrame, cap: int | None, seed: int, min_separation_s: float = 0.0
+) -> pd.DataFrame:
+    """At most ``cap`` rows per scenario type, a seeded choice (types in sorted order) whose
+    starts in one log are at least ``min_separation_s`` apart (consecutive frames share their
+    tags: without it a type's scenarios would mostly be the same event). Ordered by (log, time,
+    token)."""
+    rng = np.random.default_rng(seed)
+    gap_us = int(round(min_separation_s * 1e6))
+    parts = []
+    for _, group in sorted(usable.groupby("scenario_type"), key=lambda kv: kv[0]):
+        order = rng.permutation(len(group)) if cap is not None else np.arange(len(group))
+        taken: list[int] = []
+        starts: dict[str, list[int]] = {}
+        for i in order:
+            row = group.iloc[i]
+            mine = starts.setdefault(row.log_name, [])
+            if gap_us and any(abs(int(row.timestamp_us) - t) < gap_us for t in mine):
+                continue
+            mine.append(int(row.timestamp_us))
+            taken.append(int(i))
+            if cap is not None and len(taken) == cap:
+                break
+        parts.append(group.iloc[np.sort(taken)])
+    chosen = pd.concat(parts) if parts else usable.iloc[:0]
     return chosen.sort_values(["log_name", "timestamp_us", "token"]).reset_index(drop=True)

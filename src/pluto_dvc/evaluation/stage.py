@@ -116,7 +116,7 @@ def choose_scenarios(
         frame = usable_rows(group, log, timing)
         parts.append(group.assign(frame=frame)[frame >= 0])
     usable = pd.concat(parts) if parts else rows.assign(frame=np.zeros(0, np.int64))
-    chosen = choose_per_type(usable, ev.scenarios_per_type, ev.seed)
+    chosen = choose_per_type(usable, ev.scenarios_per_type, ev.seed, ev.min_separation_s)
     if chosen.empty:
         raise DataError(
             f"no scenario of the '{ev.split_part}' logs fits a {ev.scenario_duration_s:g} s "
