@@ -234,3 +234,54 @@ def test_bad_inputs_get_one_clear_message(pipeline, tmp_path, capsys):
     )
     assert code == 2 and "dvc repro train" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()  # nothing half-written
+
+
+def test_cli_evaluates_a_saved_pluto_network(pipeline, tmp_path, capsys):
+    from pluto_dvc.model import ModelConfig
+    from pluto_dvc.model.model import PlutoModel
+    from pluto_dvc.model.weights import save_model
+
+    root, data = pipeline
+    torch.manual_seed(0)
+    save_model(PlutoModel(ModelConfig.for_cache(root / "cache", preset="small")), tmp_path / "m")
+    settings = {
+        "scenarios_per_type": 1,
+        "scenario_types": ["unknown"],
+        "learning_max_samples": 8,
+        "num_pictures": 1,
+        "num_worst_pictures": 0,
+        "picture_size_px": 400,
+    }
+    overrides = [x for k, v in settings.items() for x in ("-S", f"evaluate.{k}={json.dumps(v)}")]
+    code = main(
+        [
+            "evaluate",
+            *overrides,
+            "--model",
+            str(tmp_path / "m"),
+            "--cache-dir",
+            str(root / "cache"),
+            "--scenarios",
+            str(root / "scenarios.parquet"),
+            "--splits",
+            str(root / "splits.json"),
+            "--data-root",
+            str(data.data_root),
+            "--maps-root",
+            str(data.maps_root),
+            "--reports",
+            str(tmp_path / "reports"),
+            "--no-mlflow",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "model" in out and "expert                           1.000" in out
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert metrics["counts"]["scenarios"] == 1 and metrics["learning"]["num_samples"] == 8
+    assert 0.0 <= metrics["ols"]["model"]["score"] <= 1.0
+    (png,) = (tmp_path / "reports" / "scenes").glob("scene_00_*.png")
+    rgb = _image(png)
+    assert rgb.shape == (400, 400, 3)
+    pink = np.abs(rgb.astype(int) - (0xFF, 0x00, 0xAA)).sum(axis=-1) < 40  # model top-1
+    assert pink.sum() > 10
