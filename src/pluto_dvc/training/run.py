@@ -123,7 +123,6 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from pluto_dvc.model import save_model
     from pluto_dvc.splitting import read_splits
     from pluto_dvc.training.data import PlutoDataModule
     from pluto_dvc.training.module import PlutoTrainingModule
@@ -201,7 +200,7 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
     if not trainer.is_global_zero:
         return {}
     val = {k.removeprefix("val/"): float(v) for k, v in results[0].items()}
-    summary = _export(paths, resume_dir, module, config, mlflow, trainer, best, val, save_model)
+    summary = _export(paths, resume_dir, module, mlflow, trainer, best, val)
     shutil.rmtree(resume_dir, ignore_errors=True)
     return summary
 
@@ -212,7 +211,9 @@ def _flat_params(train: dict, model: dict) -> dict[str, Any]:
     return out
 
 
-def _export(paths, resume_dir, module, config, mlflow, trainer, best, val, save_model) -> dict:
+def _export(paths, resume_dir, module, mlflow, trainer, best, val) -> dict:
+    from pluto_dvc.model import save_model
+
     out = Path(paths.out_dir)
     if out.exists():
         shutil.rmtree(out)
