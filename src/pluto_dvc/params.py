@@ -254,6 +254,41 @@ class FeatureParams(_Section):
         return value
 
 
+class ModelParams(_Section):
+    """The network (``pluto_dvc.model``): a preset and overrides of any ``ModelConfig`` field.
+
+    Sizes that the data fixes (history and future steps, polyline and reference-line points)
+    are read from the cache and cannot be overridden here."""
+
+    preset: Literal["pluto", "small"] = Field(
+        "small", description="pluto: the paper network (4.02 M params); small: CPU-sized default"
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="ModelConfig fields, e.g. {dim: 96, num_modes: 12}"
+    )
+
+    @model_validator(mode="after")
+    def _valid_config(self) -> ModelParams:
+        from pluto_dvc.model.config import DATA_FIELDS, ModelConfig
+
+        fixed = sorted(set(self.overrides) & set(DATA_FIELDS))
+        if fixed:
+            raise ValueError(
+                f"{fixed} are fixed by the cache's feature layout (features.*), not set here"
+            )
+        try:
+            ModelConfig.preset(self.preset, **self.overrides)
+        except ParamsError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def config(self, cache: Any) -> Any:
+        """The ``ModelConfig`` for ``cache`` (a cache directory, CacheDataset or its metadata)."""
+        from pluto_dvc.model.config import ModelConfig
+
+        return ModelConfig.for_cache(cache, preset=self.preset, **self.overrides)
+
+
 NEGATIVE_KINDS = ("drop_leading", "drop_interacting", "red_light_to_green", "insert_leading")
 
 
@@ -314,6 +349,7 @@ class Params(_Section):
     filter: FilterParams = Field(default_factory=FilterParams)
     split: SplitParams = Field(default_factory=SplitParams)
     features: FeatureParams = Field(default_factory=FeatureParams)
+    model: ModelParams = Field(default_factory=ModelParams)
     train: TrainParams = Field(default_factory=TrainParams)
 
 

@@ -7,30 +7,32 @@
 Light imports only (torch, numpy): no map/GIS stack, no cache builder.
 """
 
-from pluto_dvc.model.batch import (
-    AgentBatch,
-    BatchError,
-    CausalBatch,
-    MapBatch,
-    PlutoBatch,
-    ReferenceLineBatch,
-    StaticObjectBatch,
-)
-from pluto_dvc.model.config import PRESETS, LayoutError, ModelConfig, cache_layout
-from pluto_dvc.model.output import TRAJECTORY_CHANNELS, PlutoOutput
+import importlib
+from typing import Any
 
-__all__ = [
-    "PRESETS",
-    "TRAJECTORY_CHANNELS",
-    "AgentBatch",
-    "BatchError",
-    "CausalBatch",
-    "LayoutError",
-    "MapBatch",
-    "ModelConfig",
-    "PlutoBatch",
-    "PlutoOutput",
-    "ReferenceLineBatch",
-    "StaticObjectBatch",
-    "cache_layout",
-]
+# Exported lazily (PEP 562): ``pluto_dvc.params`` reads ``model.config`` without importing torch.
+_EXPORTS = {
+    "AgentBatch": "batch",
+    "BatchError": "batch",
+    "CausalBatch": "batch",
+    "MapBatch": "batch",
+    "PlutoBatch": "batch",
+    "ReferenceLineBatch": "batch",
+    "StaticObjectBatch": "batch",
+    "PRESETS": "config",
+    "LayoutError": "config",
+    "ModelConfig": "config",
+    "cache_layout": "config",
+    "PlutoModel": "model",
+    "TRAJECTORY_CHANNELS": "output",
+    "PlutoOutput": "output",
+    "load_model": "weights",
+    "save_model": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"pluto_dvc.model.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'pluto_dvc.model' has no attribute {name!r}")

@@ -87,7 +87,7 @@ class ModelConfig:
                 if d % h:
                     problems.append(f"history level width {d} not divisible by heads {h}")
                 if k < 1 or k % 2 == 0:
-                    problems.append(f"history kernel {k} must be odd and positive")
+                    problems.append(f"history_kernels: {k} must be odd and positive")
         for name in ("dropout", "drop_path", "state_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in [0, 1)")
@@ -118,8 +118,28 @@ class ModelConfig:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ParamsError(f"unknown model config key(s) {unknown}; valid: {sorted(known)}")
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
-        return cls(**values)
+        checked = {}
+        for key, value in values.items():
+            default = known[key].default
+            if isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                )
+                value = tuple(value) if ok else value
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                value = float(value) if ok else value
+            if not ok:
+                raise ParamsError(
+                    f"model config key '{key}' = {value!r}: expected "
+                    f"{'a list of ints' if isinstance(default, tuple) else type(default).__name__}"
+                )
+            checked[key] = value
+        return cls(**checked)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,15 +251,26 @@ def cache_layout(cache: Any) -> dict[str, Any]:
     return layout
 
 
+CONFIG_FORMAT = "pluto-dvc-model-config/1"
+
+
 def save_config(config: ModelConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    """``{"format": ..., "config": {field: value}}`` as JSON."""
+    content = {"format": CONFIG_FORMAT, "config": config.to_dict()}
+    Path(path).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(path: str | Path) -> ModelConfig:
     try:
-        values = json.loads(Path(path).read_text())
+        content = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the model config {path}: {exc}") from None
-    if not isinstance(values, dict):
-        raise DataError(f"{path} is not a JSON object of model config fields")
-    return ModelConfig.from_dict(values)
+    if not isinstance(content, dict) or content.get("format") != CONFIG_FORMAT:
+        raise DataError(
+            f"{path} is not a pluto-dvc model config (expected format {CONFIG_FORMAT!r}); "
+            "it is written by save_model"
+        )
+    try:
+        return ModelConfig.from_dict(content["config"])
+    except (ParamsError, TypeError, KeyError) as exc:
+        raise DataError(f"{path}: {exc}") from None

@@ -49,16 +49,7 @@ class TrainPaths:
 
 def model_config_for(params: Params, cache: Any):
     """The model config of ``params.model`` (preset + overrides) with the cache's data sizes."""
-    from pluto_dvc.model import ModelConfig
-
-    section = getattr(params, "model", None)
-    if section is None:
-        config = ModelConfig.for_cache(cache, preset="small")
-    else:
-        values = section.model_dump(mode="python")
-        preset = values.pop("preset", "small")
-        overrides = {k: v for k, v in values.items() if v is not None}
-        config = ModelConfig.for_cache(cache, preset=preset, **overrides)
+    config = params.model.config(cache)
     if params.train.contrastive and not config.hidden_proj:
         raise ParamsError(
             "train.contrastive is true but the model has no hidden projection for the "
