@@ -49,16 +49,7 @@ class TrainPaths:
 
 def model_config_for(params: Params, cache: Any):
     """The model config of ``params.model`` (preset + overrides) with the cache's data sizes."""
-    from pluto_dvc.model import ModelConfig
-
-    section = getattr(params, "model", None)
-    if section is None:
-        config = ModelConfig.for_cache(cache, preset="small")
-    else:
-        values = section.model_dump(mode="python")
-        preset = values.pop("preset", "small")
-        overrides = {k: v for k, v in values.items() if v is not None}
-        config = ModelConfig.for_cache(cache, preset=preset, **overrides)
+    config = params.model.config(cache)
     if params.train.contrastive and not config.hidden_proj:
         raise ParamsError(
             "train.contrastive is true but the model has no hidden projection for the "
@@ -123,7 +114,6 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from pluto_dvc.model import save_model
     from pluto_dvc.splitting import read_splits
     from pluto_dvc.training.data import PlutoDataModule
     from pluto_dvc.training.module import PlutoTrainingModule
@@ -201,7 +191,7 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
     if not trainer.is_global_zero:
         return {}
     val = {k.removeprefix("val/"): float(v) for k, v in results[0].items()}
-    summary = _export(paths, resume_dir, module, config, mlflow, trainer, best, val, save_model)
+    summary = _export(paths, resume_dir, module, mlflow, trainer, best, val)
     shutil.rmtree(resume_dir, ignore_errors=True)
     return summary
 
@@ -212,7 +202,9 @@ def _flat_params(train: dict, model: dict) -> dict[str, Any]:
     return out
 
 
-def _export(paths, resume_dir, module, config, mlflow, trainer, best, val, save_model) -> dict:
+def _export(paths, resume_dir, module, mlflow, trainer, best, val) -> dict:
+    from pluto_dvc.model import save_model
+
     out = Path(paths.out_dir)
     if out.exists():
         shutil.rmtree(out)
