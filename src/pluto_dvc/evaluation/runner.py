@@ -175,6 +175,9 @@ def evaluate_log(
     tokens = tokens_hex(log.clock.token)
     builder = source.builder
     k = len(config.comparison_times_s)
+    step_s = builder.params.sample_interval_s
+    # the logged future at the feature steps, as long as the features' or the comparison's horizon
+    steps = max(builder.future, int(round(config.comparison_times_s[-1] / step_s)))
     samples, future, comparison, owners = [], [], [], []
     kept, skipped = [], []
     for row in rows.itertuples(index=False):
@@ -193,14 +196,14 @@ def evaluate_log(
             continue
         for f, sample in zip(frames, built, strict=True):
             samples.append(sample)
-            future.append(expert_future(log, f, builder.step, builder.future))
+            future.append(expert_future(log, f, builder.step, steps))
             comparison.append(expert_global(log, f, timing.comparison_step, k))
             owners.append(len(kept))
         kept.append(row)
     if not kept:
         return [], skipped
     owners_arr = np.asarray(owners)
-    expert_times = builder.params.sample_interval_s * np.arange(1, builder.future + 1)
+    expert_times = step_s * np.arange(1, steps + 1)
     batch = FrameBatch(samples, np.stack(future), expert_times)
     origin = np.stack([s["origin"] for s in samples]).astype(np.float64)
     angle = np.array([float(s["angle"]) for s in samples])
