@@ -201,11 +201,14 @@ def run_evaluate(
     model: Any = None,
     log_mlflow: bool = True,
     progress: Callable[[str], None] = print,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write ``reports_dir`` and log to MLflow; returns metrics.json's content.
 
     ``data_root`` / ``maps_root`` default to the dataset of ``params.data`` / ``params.synthetic``;
     ``model`` (a ``forward(PlutoBatch) -> PlutoOutput`` module) defaults to ``load_model(model_dir)``.
+    ``timings``, when given, receives the seconds of each phase (they are not in metrics.json,
+    which stays deterministic) and the frame counts.
     """
     from pluto_dvc.cache import CacheDataset
     from pluto_dvc.evaluation.model_planner import ModelPlanner
@@ -272,15 +275,23 @@ def run_evaluate(
     metrics = write_reports(tmp, result, names, config, learning, params)
     _move_into(tmp, reports_dir)
     total_s = time.perf_counter() - start
+    seconds = {
+        "open_loop": ols_s,
+        "open_loop_frames": float(sum(len(s.displacement[names[0]]) for s in result.scenarios)),
+        "learning": learning_s,
+        "learning_samples": float(len(indices)),
+        "reports": total_s - ols_s - learning_s,
+        "total": total_s,
+    }
+    if timings is not None:
+        timings.update(seconds)
     progress(
         f"OLS {len(result.scenarios)} scenarios ({len(result.skipped)} skipped) in {ols_s:.1f} s, "
         f"learning metrics on {len(indices)} samples in {learning_s:.1f} s, total {total_s:.1f} s"
     )
     if log_mlflow:
-        timings = {"seconds": {"open_loop": ols_s, "learning": learning_s, "total": total_s}}
-        progress(
-            report_to_mlflow(Path(model_dir) / TRAIN_SUMMARY, {**metrics, **timings}, reports_dir)
-        )
+        logged = {**metrics, "seconds": seconds}
+        progress(report_to_mlflow(Path(model_dir) / TRAIN_SUMMARY, logged, reports_dir))
     return metrics
 
 
