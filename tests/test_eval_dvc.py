@@ -45,8 +45,9 @@ def test_dvc_repro_evaluate(tmp_path: Path):
 
     shown = json.loads(repo.run("dvc", "metrics", "show", "--json").stdout)
     assert "reports/metrics.json" in json.dumps(shown)
-    plots = repo.run("dvc", "plots", "show", "--json").stdout
-    assert "displacement_vs_horizon.csv" in plots and "worst_00.png" in plots
+    plots = json.loads(repo.run("dvc", "plots", "show", "--json").stdout)["data"]
+    assert "Displacement error against horizon (m)" in plots
+    assert "reports/scenes/worst_00.png" in plots  # an image plot
 
     from mlflow.tracking import MlflowClient
 
