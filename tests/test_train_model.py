@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -77,6 +76,7 @@ def _module(train: TrainParams | None = None, **overrides) -> PlutoTrainingModul
     return module
 
 
+@pytest.mark.slow  # about 300 optimiser steps: 2-3 minutes on 2 CPU cores
 def test_overfits_a_handful_of_samples():
     torch.manual_seed(0)
     batch = _consistent_batch(4)
@@ -84,7 +84,7 @@ def test_overfits_a_handful_of_samples():
     optim = torch.optim.AdamW(module.parameters(), lr=3e-3)
     module.train()
     first = None
-    for step in range(300):
+    for _ in range(300):
         terms = module.loss_terms(batch.to_flat(), module(batch), slice(0, 4), None)
         loss = sum(terms.values())
         optim.zero_grad()
@@ -93,7 +93,10 @@ def test_overfits_a_handful_of_samples():
         if first is None:
             first = {k: v.item() for k, v in terms.items()}
     last = {k: v.item() for k, v in terms.items()}
-    assert last["regression"] < 0.02 < first["regression"], (first, last)
+    assert last["regression"] < 0.05 and last["regression"] < 0.01 * first["regression"], (
+        first,
+        last,
+    )
     assert last["classification"] < 0.1 * first["classification"]
     assert last["collision"] == pytest.approx(0.0, abs=1e-3)  # the expert stays on the 16 m road
 
@@ -145,6 +148,6 @@ def test_checkpoint_and_exported_model_reload_to_identical_outputs(tmp_path, mon
         got = fresh(batch)
     for name in ("trajectory", "probability", "prediction", "ref_free_trajectory", "hidden"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
-    assert json.loads((models / "model_config.json").read_text())["dim"] == TINY.dim
+    assert exported.config.dim == TINY.dim and exported.config.num_modes == TINY.num_modes
     last = torch.load(models / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 1 and "optimizer_states" in last
