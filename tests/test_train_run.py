@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 from train_fakes import TinyPlanner, make_train_data, save_tiny, use_tiny_planner
 
 from pluto_dvc.cache import CacheDataset
@@ -39,8 +38,13 @@ def _repo(tmp_path: Path, data: Path) -> Path:
     repo.mkdir(parents=True)
     (repo / "cache").symlink_to(data / "cache")
     (repo / "splits.json").symlink_to(data / "splits.json")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     (repo / "README").write_text("x\n")
     subprocess.run(["git", "add", "README"], cwd=repo, check=True)
@@ -54,7 +58,11 @@ def _train(repo: Path, train: dict, **env: str) -> subprocess.CompletedProcess:
     full.pop("DVC_EXP_NAME", None)
     return subprocess.run(
         [sys.executable, str(TESTS / "train_fakes.py"), str(repo), json.dumps(train)],
-        cwd=repo, env=full, capture_output=True, text=True, timeout=600,
+        cwd=repo,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -68,7 +76,9 @@ def _origins(record: Path, epoch: int) -> dict[int, list[str]]:
 # -------------------------------------------------------------------------------- sampler
 
 
-@pytest.mark.parametrize("n, batch, world", [(20, 4, 2), (21, 4, 2), (9, 4, 3), (16, 4, 2), (5, 8, 2)])
+@pytest.mark.parametrize(
+    "n, batch, world", [(20, 4, 2), (21, 4, 2), (9, 4, 3), (16, 4, 2), (5, 8, 2)]
+)
 def test_sharded_batch_sampler_covers_every_sample_once_with_equal_batch_counts(n, batch, world):
     for epoch in (0, 1):
         seen: list[int] = []
@@ -119,7 +129,8 @@ def test_ddp_two_processes_see_every_training_sample_once_per_epoch(tmp_path, da
     expected = Counter(
         f"{x!r} {y!r}"
         for x, y in CacheDataset(data / "cache", read_splits(data / "splits.json")["train"])
-        .batch(range(20))["origin"].tolist()
+        .batch(range(20))["origin"]
+        .tolist()
     )
     for epoch in (0, 1):
         by_rank = _origins(record, epoch)
@@ -171,7 +182,9 @@ def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
     import pluto_dvc.model as model_pkg
 
     monkeypatch.setattr(model_pkg, "save_model", save_tiny, raising=False)
-    summary = run_training(parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False)
+    summary = run_training(
+        parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False
+    )
     models = repo / "models"
     assert (models / "model.safetensors").is_file() and (models / "model_config.json").is_file()
     ckpts = sorted(p.name for p in (models / "checkpoints").iterdir())
@@ -187,7 +200,9 @@ def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.run_name == "my-exp"
     assert run.data.tags["git_revision"].startswith(
-        subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
     )
     assert run.data.params["train.lr"] == "0.001"
     assert len(client.get_metric_history(run.info.run_id, "val/min_ade")) >= 3
@@ -195,7 +210,10 @@ def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
     assert artifacts == {"model/model.safetensors", "model/model_config.json"}
     assert (repo / "mlartifacts").is_dir()
     live = json.loads((repo / "dvclive" / "metrics.json").read_text())
-    assert "min_ade" in live["val"] and (repo / "dvclive" / "plots" / "metrics" / "val" / "loss.tsv").is_file()
+    assert (
+        "min_ade" in live["val"]
+        and (repo / "dvclive" / "plots" / "metrics" / "val" / "loss.tsv").is_file()
+    )
 
 
 def test_infinite_loss_stops_training_naming_the_step_and_the_term(tmp_path, data, monkeypatch):
@@ -215,5 +233,7 @@ def test_infinite_loss_stops_training_naming_the_step_and_the_term(tmp_path, dat
     monkeypatch.setattr(TinyPlanner, "forward", exploding)
     use_tiny_planner(monkeypatch)
     with pytest.raises(NonFiniteLossError, match=r"global step 2 .*prediction=(nan|inf)"):
-        run_training(parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False)
+        run_training(
+            parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False
+        )
     assert not (repo / "models").exists()

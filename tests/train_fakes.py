@@ -64,7 +64,11 @@ def make_train_data(root: Path, logs: int = 4, per_log: int = 8) -> tuple[Path, 
     selection = make_selection(logs, per_log)
     cache = root / "cache"
     build_cache(
-        selection, cache, TrainSource(), samples_per_shard=16, max_failure_ratio=0.2,
+        selection,
+        cache,
+        TrainSource(),
+        samples_per_shard=16,
+        max_failure_ratio=0.2,
         worker=WorkerParams(kind="sequential"),
     )
     names = sorted(selection["log_name"].unique())
