@@ -272,8 +272,11 @@ def run_evaluate(
     reports_dir = Path(reports_dir)
     tmp = reports_dir.with_name(f".{reports_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    metrics = write_reports(tmp, result, names, config, learning, params)
-    _move_into(tmp, reports_dir)
+    try:
+        metrics = write_reports(tmp, result, names, config, learning, params)
+        _move_into(tmp, reports_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     total_s = time.perf_counter() - start
     seconds = {
         "open_loop": ols_s,
