@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from dvc_repo import DvcRepo
-from synthetic_factory import TINY_SYNTHETIC
+
+from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC
 
 
 @pytest.mark.slow
@@ -20,7 +21,7 @@ def test_dvc_repro_evaluate(tmp_path: Path):
             "synthetic": {**TINY_SYNTHETIC, "num_logs": 3},
             "filter": {"limit_total_scenarios": 90, "shuffle": True},
             "worker": {"kind": "sequential"},
-            "features": {"max_failure_ratio": 0.5},
+            "cache": {"max_failure_ratio": 0.5},
             "train": {
                 "epochs": 1,
                 "warmup_epochs": 0,

@@ -252,7 +252,9 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--cache-dir", default="data/cache")
     ev.add_argument("--scenarios", default="data/scenarios.parquet")
     ev.add_argument("--splits", default="data/splits.json")
-    ev.add_argument("--reports", default="reports", help="output folder (its report files are replaced)")
+    ev.add_argument(
+        "--reports", default="reports", help="output folder (its report files are replaced)"
+    )
     ev.add_argument("--data-root", default=None, help="logs root (default: from params data)")
     ev.add_argument("--maps-root", default=None, help="maps root (default: from params data)")
     ev.add_argument("--no-mlflow", action="store_true", help="do not log into the MLflow run")

@@ -78,26 +78,37 @@ def run_build_cache(
     summary_path: str | Path | None = SUMMARY_PATH,
     progress: bool = False,
     source: SampleSource | None = None,
+    probe_path: str | Path | None = None,
+    probe_info_path: str | Path | None = None,
 ) -> BuildReport:
     """The stage: cache ``data/scenarios.parquet`` with ``params.features`` and ``params.worker``.
 
-    Writes the summary json (a DVC metric) even when the build then fails on the failure ratio.
+    The logs and maps are those the selection records (``selection.read_dataset_record``).
+    ``probe_path``: the feature probe's digest file (see ``cache.probe``), which then keys the
+    cache instead of the feature sources' hash; ``probe_info_path`` lets the stage refuse a probe
+    made with other code. Writes the summary json (a DVC metric) even when the build then fails
+    on the failure ratio.
     """
     from pluto_dvc.cache.builder import CacheBuildError, build_cache
+    from pluto_dvc.cache.probe import read_probe
     from pluto_dvc.cache.source import FeatureSource
-    from pluto_dvc.dataset_paths import resolve_dataset
     from pluto_dvc.io import write_json
-    from pluto_dvc.selection import SCENARIOS_PATH, read_scenarios
+    from pluto_dvc.selection import SCENARIOS_PATH, read_dataset_record, read_scenarios
 
-    selection = read_scenarios(scenarios_path or SCENARIOS_PATH).to_pandas()
+    scenarios_path = scenarios_path or SCENARIOS_PATH
+    selection = read_scenarios(scenarios_path).to_pandas()
     cache_dir = Path(cache_dir)
     if source is None:
-        dataset = resolve_dataset(params.data, params.synthetic)
+        dataset = read_dataset_record(scenarios_path)
+        probe = (
+            "" if probe_path is None else read_probe(probe_path, params.features, probe_info_path)
+        )
         source = FeatureSource(
             features=params.features,
-            data_root=str(dataset.data_root),
-            maps_root=str(dataset.maps_root),
+            data_root=dataset["data_root"],
+            maps_root=dataset["maps_root"],
             digest_state=str(cache_dir.parent / f".{cache_dir.name}.log-digests.json"),
+            probe_digest=probe,
         )
     try:
         report = build_cache(

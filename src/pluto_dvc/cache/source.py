@@ -68,6 +68,16 @@ def code_hash(packages: Sequence[str] = CODE_PACKAGES) -> str:
     return h.hexdigest()
 
 
+def built_by_current_code(meta: Mapping[str, Any], features: FeatureParams) -> bool:
+    """True when a cache's manifest meta says it was built with ``features`` and the current
+    feature code (byte-identical sources); False means "may differ", not "differs"."""
+    source = meta.get("source") or {}
+    return (
+        source.get("features_hash") == features_hash(features)
+        and source.get("code_hash") == code_hash()
+    )
+
+
 class _FeatureLog:
     def __init__(self, builder: Any, tokens: np.ndarray):
         from pluto_dvc.nuplan.log_schema import tokens_hex
@@ -103,12 +113,15 @@ class FeatureSource:
     """The PLUTO feature builder over nuPlan logs under ``data_root`` and maps under ``maps_root``.
 
     ``digest_state``: optional JSON file caching log digests between runs (see ``digests``).
+    ``probe_digest``: the feature probe's digest of what the code outputs (see ``probe``); when
+    given it stands for the code in the fingerprint, else the hash of the code's sources does.
     """
 
     features: FeatureParams
     data_root: str
     maps_root: str
     digest_state: str = ""
+    probe_digest: str = ""
 
     @property
     def invalid_errors(self) -> tuple[type[BaseException], ...]:
@@ -117,7 +130,8 @@ class FeatureSource:
         return (FeatureError,)
 
     def fingerprint(self) -> str:
-        parts = f"{CODEC}\n{features_hash(self.features)}\n{code_hash()}"
+        code = f"probe:{self.probe_digest}" if self.probe_digest else f"code:{code_hash()}"
+        parts = f"{CODEC}\n{features_hash(self.features)}\n{code}"
         return hashlib.sha256(parts.encode()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
@@ -127,6 +141,7 @@ class FeatureSource:
             "features": content,
             "features_hash": features_hash(self.features),
             "code_hash": code_hash(),
+            "probe_digest": self.probe_digest,
         }
 
     def log_identities(self, log_paths: Sequence[str], worker: WorkerParams) -> dict[str, str]:

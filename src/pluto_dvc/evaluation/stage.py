@@ -76,9 +76,9 @@ def cache_features(meta: dict[str, Any], cache_dir: str | Path) -> FeatureParams
 
 def cache_matches_code(meta: dict[str, Any], features: FeatureParams) -> bool:
     """True when the current feature code and params build the cache's samples (same fingerprint)."""
-    from pluto_dvc.cache.source import FeatureSource
+    from pluto_dvc.cache.source import built_by_current_code
 
-    return FeatureSource(features, "", "").fingerprint() == meta.get("fingerprint")
+    return built_by_current_code(meta, features)
 
 
 class CachedFrames:
@@ -205,24 +205,23 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Evaluate, write ``reports_dir`` and log to MLflow; returns metrics.json's content.
 
-    ``data_root`` / ``maps_root`` default to the dataset of ``params.data`` / ``params.synthetic``;
+    ``data_root`` / ``maps_root`` default to the dataset the selection records;
     ``model`` (a ``forward(PlutoBatch) -> PlutoOutput`` module) defaults to ``load_model(model_dir)``.
     ``timings``, when given, receives the seconds of each phase (they are not in metrics.json,
     which stays deterministic) and the frame counts.
     """
     from pluto_dvc.cache import CacheDataset
     from pluto_dvc.evaluation.model_planner import ModelPlanner
-    from pluto_dvc.nuplan.paths import resolve_dataset
-    from pluto_dvc.selection import read_scenarios
+    from pluto_dvc.selection import read_dataset_record, read_scenarios
 
     start = time.perf_counter()
     ev = params.evaluate
     logs = read_split_logs(splits_path, ev.split_part)
     selection = read_scenarios(scenarios_path).to_pandas()
     if data_root is None or maps_root is None:
-        dataset = resolve_dataset(params.data, params.synthetic)
-        data_root = data_root or dataset.data_root
-        maps_root = maps_root or dataset.maps_root
+        dataset = read_dataset_record(scenarios_path)
+        data_root = data_root or Path(dataset["data_root"])
+        maps_root = maps_root or Path(dataset["maps_root"])
     cache = CacheDataset(cache_dir, log_names=logs)
     features = cache_features(cache.meta, cache_dir)
     lookup = CachedFrames(cache) if cache_matches_code(cache.meta, features) else None

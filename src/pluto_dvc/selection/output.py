@@ -4,10 +4,16 @@ Columns of ``scenarios.parquet`` (one row per scenario, in selection order):
 log_name (str), token (str, 16 hex), scenario_type (str), timestamp_us (int64), map_name (str),
 log_path (str, the .db path relative to the data root, POSIX; real nuPlan:
 ``nuplan-v1.1/splits/<split>/<log>.db``). Same inputs give byte-identical files.
+
+The file's metadata key ``pluto_dvc.dataset`` records where the logs and maps were read and the
+content digest of each selected log and each map file (JSON; see ``dataset_record``), so later
+stages read the dataset roots from the selection, not from the ``data``/``synthetic`` params, and
+a changed log or map changes the selection file (DVC then re-runs what follows).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -60,14 +66,22 @@ def to_arrow(table: CandidateTable) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
+DATASET_KEY = b"pluto_dvc.dataset"
+
+
 def write_selection(
     table: CandidateTable,
     summary: dict[str, Any],
     scenarios_path: str | os.PathLike,
     summary_path: str | os.PathLike,
+    dataset: dict[str, Any] | None = None,
 ) -> None:
-    """Write the parquet file and the summary json (each atomically)."""
+    """Write the parquet file (with the ``dataset`` record as metadata) and the summary json
+    (each atomically)."""
     arrow = to_arrow(table)
+    if dataset is not None:
+        text = json.dumps(dataset, sort_keys=True).encode()
+        arrow = arrow.replace_schema_metadata({DATASET_KEY: text})
     atomic_write(scenarios_path, lambda tmp: pq.write_table(arrow, tmp, compression="zstd"))
     write_json(summary_path, summary)
 
@@ -85,3 +99,17 @@ def read_scenarios(path: str | os.PathLike) -> pa.Table:
     if missing:
         raise DataError(f"{path} lacks columns {missing}; re-run `dvc repro select_scenarios`")
     return table
+
+
+def read_dataset_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``dataset`` record of a selection file; DataError when it has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: run `dvc repro select_scenarios` first")
+    meta = pq.read_schema(path).metadata or {}
+    if DATASET_KEY not in meta:
+        raise DataError(
+            f"{path} does not record its dataset roots (made by an older version): "
+            "re-run `dvc repro select_scenarios --force`"
+        )
+    return json.loads(meta[DATASET_KEY])
