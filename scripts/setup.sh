@@ -7,5 +7,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
 fi
-# torch is pinned to the CPU build (2.13.0); the project's own pins live in pyproject.toml.
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+# Exact versions from requirements.lock (refresh it with scripts/lock.sh); torch is the CPU build
+# 2.13.0. pyproject.toml keeps the ranges the code supports.
+.venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"

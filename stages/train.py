@@ -1,16 +1,20 @@
 """DVC stage `train`: PLUTO trained with Lightning on the cache and the split (params `train`, `model`).
 
-Reads data/cache and data/splits.json; writes models/ (model.safetensors, model_config.json,
-checkpoints/, train_summary.json) and dvclive/ (metrics.json, plots). A killed run resumes from
+Reads the cache and the split; writes the model folder (model.safetensors, model_config.json,
+checkpoints/, train_summary.json) and the DVCLive folder (metrics.json, plots), at the paths
+dvc.yaml passes. A killed run resumes from
 its last completed epoch on the next `dvc repro` (see pluto_dvc.training.run).
 """
 
 from pluto_dvc.cli import run_stage
-from pluto_dvc.training.run import run_training
+from pluto_dvc.training.run import TrainPaths, run_training
 
 
-def body(params, _args) -> None:
-    summary = run_training(params)
+def body(params, args) -> None:
+    paths = TrainPaths(
+        cache_dir=args.cache, splits_path=args.splits, out_dir=args.models, live_dir=args.live
+    )
+    summary = run_training(params, paths)
     if summary:
         val = summary["val"]
         print(
@@ -21,4 +25,13 @@ def body(params, _args) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(__doc__, body)
+    run_stage(
+        __doc__,
+        body,
+        paths=[
+            ("cache", "input: the feature cache folder"),
+            ("splits", "input: the log split (JSON)"),
+            ("models", "output: the model folder"),
+            ("live", "output: the DVCLive folder (metrics.json, plots)"),
+        ],
+    )

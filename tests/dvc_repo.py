@@ -10,8 +10,33 @@ from pathlib import Path
 
 import yaml
 
+from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC
+
 PROJECT = Path(__file__).resolve().parents[1]
-COPIED = ("dvc.yaml", "params.yaml", "stages", "src", "pyproject.toml")
+COPIED = ("dvc.yaml", "params.yaml", "stages", "src", "pyproject.toml", ".gitignore")
+
+# The whole pipeline in about a minute on a laptop core: three tiny logs (train/val/test get one
+# each), 90 scenarios, one epoch of two batches, one scenario per type in the evaluation.
+TINY_PIPELINE = {
+    "synthetic": {**TINY_SYNTHETIC, "num_logs": 3},
+    "filter": {"limit_total_scenarios": 90, "shuffle": True},
+    "worker": {"kind": "sequential"},
+    "cache": {"max_failure_ratio": 0.5},
+    "train": {
+        "epochs": 1,
+        "warmup_epochs": 0,
+        "batch_size": 8,
+        "limit_train_batches": 2,
+        "limit_val_batches": 1,
+    },
+    "evaluate": {
+        "scenarios_per_type": 1,
+        "learning_max_samples": 16,
+        "num_pictures": 1,
+        "num_worst_pictures": 1,
+        "picture_size_px": 300,
+    },
+}
 
 
 class DvcRepo:
@@ -28,16 +53,33 @@ class DvcRepo:
                 shutil.copy2(src, root / name)
         if params:
             self.update_params(params)
-        self.env = dict(os.environ, DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0")
-        # stage commands call `python`: make it this interpreter (the one with pluto_dvc installed)
-        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
-        self.env.pop("DVC_ROOT", None)
+        self.env = _environment()
         self.run("git", "init", "-q")
         self.run("git", "config", "user.email", "test@example.com")
         self.run("git", "config", "user.name", "test")
         self.run("dvc", "init", "-q")
         self.run("git", "add", "-A")
         self.run("git", "commit", "-qm", "init")
+
+    @classmethod
+    def copy_of(cls, other: DvcRepo, root: Path) -> DvcRepo:
+        """An independent copy of ``other`` (work tree, git history, DVC cache) at ``root``."""
+        shutil.copytree(other.root, root, symlinks=True)
+        repo = cls.__new__(cls)
+        repo.root, repo.env = root, _environment()
+        return repo
+
+    @classmethod
+    def clone_of(cls, other: DvcRepo, root: Path) -> DvcRepo:
+        """A ``git clone`` of ``other`` at ``root`` (its DVC-tracked files absent until pulled)."""
+        other.run("git", "clone", "-q", str(other.root), str(root))
+        repo = cls.__new__(cls)
+        repo.root, repo.env = root, _environment()
+        return repo
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-qm", message)
 
     def update_params(self, updates: dict) -> None:
         """Merge ``{section: {key: value}}`` into the copy's params.yaml."""
@@ -60,3 +102,14 @@ class DvcRepo:
 
     def repro(self, *targets: str) -> subprocess.CompletedProcess:
         return self.run("dvc", "repro", *targets)
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0")
+    # stage commands call `python` and queue workers call `dvc`: make both this interpreter's
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # the stages import the copy's own sources (relative: also right in `dvc exp` workspaces)
+    env["PYTHONPATH"] = "src"
+    for key in ("DVC_ROOT", "DVC_EXP_NAME"):
+        env.pop(key, None)
+    return env
