@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import re
 import sys
@@ -180,6 +181,95 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     nmap.set_defaults(func=_cmd_map_info)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pluto_dvc.training.run import TrainPaths, run_training
+
+    params = _load_params(args)
+    paths = TrainPaths(
+        cache_dir=Path(args.cache_dir),
+        splits_path=Path(args.splits),
+        out_dir=Path(args.out_dir),
+        live_dir=Path(args.live_dir),
+    )
+    summary = run_training(params, paths)
+    if summary:
+        print(json.dumps({"epochs": summary["epochs"], "val": summary["val"]}, indent=2))
+    return 0
+
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train PLUTO on the cache and split: models/ + dvclive/ (MLflow in mlflow.db)",
+        description="train PLUTO (params `train`, `model`); resumes a killed run with the same inputs",
+    )
+    _add_params_args(train)
+    train.add_argument("--cache-dir", default="data/cache", help="feature cache (data/cache)")
+    train.add_argument("--splits", default="data/splits.json", help="split (data/splits.json)")
+    train.add_argument("--out-dir", default="models", help="model outputs (models)")
+    train.add_argument("--live-dir", default="dvclive", help="dvclive metrics and plots (dvclive)")
+    train.set_defaults(func=_cmd_train)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pluto_dvc.evaluation.stage import describe, run_evaluate
+
+    params = _load_params(args)
+    metrics = run_evaluate(
+        params,
+        scenarios_path=args.scenarios,
+        splits_path=args.splits,
+        cache_dir=args.cache_dir,
+        model_dir=args.model,
+        reports_dir=args.reports,
+        data_root=args.data_root,
+        maps_root=args.maps_root,
+        log_mlflow=not args.no_mlflow,
+    )
+    print(describe(metrics))
+    return 0
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    from pluto_dvc.evaluation.visualize import visualize_token
+
+    params = _load_params(args)
+    path = visualize_token(
+        args.token, args.cache_dir, args.out, model_dir=args.model, params=params.evaluate
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser(
+        "evaluate",
+        help="open-loop score, baselines, learning metrics, pictures: reports/",
+        description="the evaluate stage's library code without DVC (paths may point anywhere)",
+    )
+    _add_params_args(ev)
+    ev.add_argument("--model", default="models", help="folder with model.safetensors (models)")
+    ev.add_argument("--cache-dir", default="data/cache")
+    ev.add_argument("--scenarios", default="data/scenarios.parquet")
+    ev.add_argument("--splits", default="data/splits.json")
+    ev.add_argument(
+        "--reports", default="reports", help="output folder (its report files are replaced)"
+    )
+    ev.add_argument("--data-root", default=None, help="logs root (default: from params data)")
+    ev.add_argument("--maps-root", default=None, help="maps root (default: from params data)")
+    ev.add_argument("--no-mlflow", action="store_true", help="do not log into the MLflow run")
+    ev.set_defaults(func=_cmd_evaluate)
+    vis = sub.add_parser(
+        "visualize", help="draw one cached scenario (PNG), with a model's candidates if given"
+    )
+    _add_params_args(vis)
+    vis.add_argument("--token", required=True, help="scenario token (16 hex) in the cache")
+    vis.add_argument("--model", default=None, help="folder with model.safetensors (optional)")
+    vis.add_argument("--cache-dir", default="data/cache")
+    vis.add_argument("--out", default=None, help="PNG path (default reports/scenes/<token>.png)")
+    vis.set_defaults(func=_cmd_visualize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pluto-dvc", description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
@@ -198,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     _add_cache_commands(sub)
     _add_data_commands(sub)
+    _add_train_command(sub)
+    _add_evaluation_commands(sub)
     return parser
 
 

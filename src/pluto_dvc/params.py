@@ -306,6 +306,118 @@ class ModelParams(_Section):
         return ModelConfig.for_cache(cache, preset=self.preset, **self.overrides)
 
 
+NEGATIVE_KINDS = ("drop_leading", "drop_interacting", "red_light_to_green", "insert_leading")
+
+
+class TrainParams(_Section):
+    """Training (stage ``train``): optimiser, schedule, loader, devices, contrastive augmentation.
+
+    lr schedule per epoch: linear warm-up from 0 over ``warmup_epochs``, then cosine from ``lr`` to
+    ``min_lr`` at ``epochs``. Weight decay applies to Linear / Conv / attention weights only.
+    ``seed`` fixes initialisation, batch order, dropout and augmentation: the same params and data
+    give the same final metrics on CPU (also after a resume).
+    """
+
+    epochs: int = Field(12, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=4096, description="per device")
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    min_lr: float = Field(1e-6, ge=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    warmup_epochs: int = Field(3, ge=0)
+    grad_clip: float = Field(5.0, ge=0.0, description="gradient-norm clip; 0 = off")
+    seed: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=256, description="loader worker processes per device")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "cpu"
+    devices: int = Field(1, ge=1, le=1024)
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "64-true"] = "32-true"
+    contrastive: bool = Field(False, description="contrastive imitation learning (CIL)")
+    positive_probability: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of anchors that get a perturbed positive"
+    )
+    drop_non_interacting_probability: float = Field(
+        0.5, ge=0.0, le=1.0, description="per positive: drop the agents that do not interact"
+    )
+    negative_kinds: list[Literal[NEGATIVE_KINDS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(NEGATIVE_KINDS), min_length=1
+    )
+    contrastive_temperature: float = Field(0.1, gt=0.0, le=10.0)
+    checkpoint_top_k: int = Field(5, ge=1, le=100, description="best checkpoints kept (val loss)")
+    limit_train_batches: int | None = Field(None, ge=1, description="smoke runs; null = all")
+    limit_val_batches: int | None = Field(None, ge=1, description="smoke runs; null = all")
+    log_every_n_steps: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> TrainParams:
+        if self.min_lr > self.lr:
+            raise ValueError(f"train.min_lr ({self.min_lr}) must not exceed train.lr ({self.lr})")
+        if self.warmup_epochs >= self.epochs and self.epochs > 1:
+            raise ValueError(
+                f"train.warmup_epochs ({self.warmup_epochs}) must be below train.epochs "
+                f"({self.epochs}): the cosine phase would never start"
+            )
+        return self
+
+
+class EvaluateParams(_Section):
+    """The ``evaluate`` stage: nuPlan's open-loop score (OLS), learning metrics, baselines and
+    scene pictures. Thresholds default to the devkit's ``open_loop_boxes`` metrics."""
+
+    split_part: Literal["train", "val", "test"] = Field(
+        "test", description="which part of data/splits.json is evaluated"
+    )
+    scenario_types: list[str] | None = Field(None, min_length=1, description="null = all")
+    scenarios_per_type: int | None = Field(
+        4, ge=1, description="15 s scenarios kept per type (seeded choice); null = all"
+    )
+    seed: int = Field(0, ge=0, description="seed of the per-type scenario choice")
+    min_separation_s: float = Field(
+        15.0, ge=0.0, description="per type and log, chosen scenarios start this far apart"
+    )
+    scenario_duration_s: float = Field(15.0, gt=0.0, le=60.0)
+    query_interval_s: float = Field(1.0, gt=0.0, le=15.0, description="planner queried every")
+    comparison_interval_s: float = Field(1.0, gt=0.0, le=8.0, description="1 / frequency")
+    comparison_horizons_s: list[float] = Field(default_factory=lambda: [3.0, 5.0, 8.0])
+    max_average_l2_error_m: float = Field(8.0, gt=0.0)
+    max_final_l2_error_m: float = Field(8.0, gt=0.0)
+    max_average_heading_error_rad: float = Field(0.8, gt=0.0)
+    max_final_heading_error_rad: float = Field(0.8, gt=0.0)
+    miss_displacement_thresholds_m: list[float] = Field(default_factory=lambda: [6.0, 8.0, 16.0])
+    max_miss_rate: float = Field(0.3, ge=0.0, le=1.0)
+    learning_top_k: int = Field(6, ge=1, description="candidates of minADE / minFDE / miss rate")
+    learning_miss_threshold_m: float = Field(2.0, gt=0.0)
+    learning_max_samples: int | None = Field(
+        2000, ge=1, description="cached samples of the part scored by the learning metrics"
+    )
+    batch_size: int = Field(16, ge=1, le=4096)
+    num_pictures: int = Field(4, ge=0, le=1000, description="first scenarios, fixed names")
+    num_worst_pictures: int = Field(4, ge=0, le=1000, description="lowest model OLS")
+    picture_size_px: int = Field(800, ge=100, le=4000)
+    picture_radius_m: float = Field(60.0, gt=0.0, le=500.0)
+    picture_candidates: int = Field(6, ge=0, le=100, description="top candidates drawn")
+
+    _types = field_validator("scenario_types")(_check_scenario_types)
+
+    @model_validator(mode="after")
+    def _horizons(self) -> EvaluateParams:
+        horizons = self.comparison_horizons_s
+        if not horizons or sorted(horizons) != horizons or len(set(horizons)) != len(horizons):
+            raise ValueError(
+                "comparison_horizons_s must be a non-empty increasing list, e.g. [3, 5, 8]"
+            )
+        steps = [h / self.comparison_interval_s for h in horizons]
+        if any(s < 1 or abs(s - round(s)) > 1e-6 for s in steps):
+            raise ValueError(
+                "every comparison horizon must be a positive multiple of comparison_interval_s"
+            )
+        if len(self.miss_displacement_thresholds_m) != len(horizons):
+            raise ValueError(
+                "miss_displacement_thresholds_m needs one threshold per comparison horizon "
+                f"({len(horizons)}), e.g. [6, 8, 16] for [3, 5, 8]"
+            )
+        return self
+
+
 class Params(_Section):
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     data: DataParams = Field(default_factory=DataParams)
@@ -315,6 +427,8 @@ class Params(_Section):
     features: FeatureParams = Field(default_factory=FeatureParams)
     cache: CacheParams = Field(default_factory=CacheParams)
     model: ModelParams = Field(default_factory=ModelParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
 
 def _describe_error(err: dict[str, Any]) -> str:

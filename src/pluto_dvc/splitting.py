@@ -249,3 +249,38 @@ def run_split(
     write_json(splits_path, split.to_json())
     write_json(summary_path, summary)
     return split, summary
+
+
+def read_splits(path: str | Path = SPLITS_PATH) -> dict[str, list[str]]:
+    """The log names of each part from ``splits.json`` (written by :func:`run_split`).
+
+    Raises DataError naming the file when it is missing, not JSON, lacks a part, or puts a log in
+    two parts.
+    """
+    import json
+
+    from pluto_dvc.errors import DataError
+
+    path = Path(path)
+    fix = "run the split stage (`dvc repro split` or `pluto-dvc split`)"
+    if not path.is_file():
+        raise DataError(f"split file {path} does not exist; {fix}")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"split file {path} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"split file {path} must hold an object {{part: [log names]}}; {fix}")
+    parts: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}
+    for part in PARTS:
+        names = raw.get(part)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError(f"split file {path}: '{part}' must be a list of log names; {fix}")
+        for name in names:
+            if owner.setdefault(name, part) != part:
+                raise DataError(
+                    f"split file {path}: log {name} is in both '{owner[name]}' and '{part}'; {fix}"
+                )
+        parts[part] = list(names)
+    return parts

@@ -1,0 +1,60 @@
+"""`dvc repro evaluate` on a tiny synthetic pipeline in a throw-away repository: the whole chain
+runs, metrics.json is a DVC metric, the horizon plots and scene pictures are DVC plots, the
+evaluation lands in the training's MLflow run, and a second repro has nothing to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dvc_repo import DvcRepo
+
+from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC
+
+
+@pytest.mark.slow
+def test_dvc_repro_evaluate(tmp_path: Path):
+    repo = DvcRepo(
+        tmp_path / "repo",
+        params={
+            "synthetic": {**TINY_SYNTHETIC, "num_logs": 3},
+            "filter": {"limit_total_scenarios": 90, "shuffle": True},
+            "worker": {"kind": "sequential"},
+            "cache": {"max_failure_ratio": 0.5},
+            "train": {
+                "epochs": 1,
+                "warmup_epochs": 0,
+                "batch_size": 8,
+                "limit_train_batches": 2,
+                "limit_val_batches": 1,
+            },
+            "evaluate": {
+                "scenarios_per_type": 1,
+                "learning_max_samples": 16,
+                "num_pictures": 1,
+                "num_worst_pictures": 1,
+                "picture_size_px": 300,
+            },
+        },
+    )
+    out = repo.repro("evaluate").stdout
+    assert "expert" in out and "MLflow: logged" in out, out
+    reports = repo.root / "reports"
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["ols"]["expert"]["score"] == 1.0 and metrics["counts"]["scenarios"] >= 1
+
+    shown = json.loads(repo.run("dvc", "metrics", "show", "--json").stdout)
+    assert "reports/metrics.json" in json.dumps(shown)
+    plots = json.loads(repo.run("dvc", "plots", "show", "--json").stdout)["data"]
+    assert "Displacement error against horizon (m)" in plots
+    assert "reports/scenes/worst_00.png" in plots  # an image plot
+
+    from mlflow.tracking import MlflowClient
+
+    run_id = json.loads((repo.root / "models" / "train_summary.json").read_text())["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo.root / 'mlflow.db'}")
+    logged = client.get_run(run_id).data.metrics
+    assert logged["eval/ols/expert/score"] == 1.0 and "eval/learning/min_ade" in logged
+
+    assert "up to date" in repo.run("dvc", "status", "evaluate").stdout
