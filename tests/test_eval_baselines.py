@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from feature_factory import LogSpec, ego_drive, make_log, straight_road_layers, write_map
 
 from pluto_dvc.evaluation.open_loop import OpenLoopConfig
 from pluto_dvc.evaluation.planners import (
@@ -24,6 +23,13 @@ from pluto_dvc.evaluation.scenarios import ScenarioTiming, usable_rows
 from pluto_dvc.features import LogFeatureBuilder
 from pluto_dvc.nuplan.log_schema import tokens_hex
 from pluto_dvc.params import EvaluateParams, FeatureParams
+from pluto_dvc.testing.feature_factory import (
+    LogSpec,
+    ego_drive,
+    make_log,
+    straight_road_layers,
+    write_map,
+)
 
 FEATURES = FeatureParams(build_cost_map=False, build_causal=False)
 EVAL = EvaluateParams()

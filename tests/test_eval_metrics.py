@@ -15,7 +15,7 @@ from pluto_dvc.evaluation.open_loop import (
     score_frames,
     score_scenario,
 )
-from pluto_dvc.features.agents import EGO_REAR_AXLE_TO_CENTER
+from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M
 
 CFG = OpenLoopConfig()  # the devkit's defaults: horizons 3, 5, 8 s at 1 Hz
 STEP = 0.1
@@ -63,7 +63,7 @@ def test_heading_error_wraps_around_pi():
     disp, head = score_frames(TIMES, planned, origin, angle, expert, CFG)
     np.testing.assert_allclose(head, 0.1, atol=1e-12)
     # positions are box centres: the 0.1 rad turn about the rear axle moves the centre
-    np.testing.assert_allclose(disp, 2 * EGO_REAR_AXLE_TO_CENTER * math.sin(0.05), atol=1e-12)
+    np.testing.assert_allclose(disp, 2 * EGO_REAR_AXLE_TO_CENTER_M * math.sin(0.05), atol=1e-12)
     score = score_scenario(disp, head, CFG)
     assert score.ahe_score == pytest.approx(1 - 0.1 / 0.8)
     assert score.fhe_score == pytest.approx(1 - 0.1 / 0.8)

@@ -74,7 +74,7 @@ def pipeline(tiny_synthetic, tmp_path_factory):
     (root / "splits.json").write_text(
         json.dumps({"train": [logs[0]], "val": [], "test": [logs[1]]})
     )
-    features = FeatureParams(build_cost_map=False, samples_per_shard=64)
+    features = FeatureParams(build_cost_map=False)
     subset = frame[frame.log_name == logs[1]].sort_values("token").iloc[::4].reset_index(drop=True)
     source = FeatureSource(features, str(tiny_synthetic.data_root), str(tiny_synthetic.maps_root))
     build_cache(

@@ -184,7 +184,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pluto_dvc.training.run import TrainPaths, run_training
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     paths = TrainPaths(
         cache_dir=Path(args.cache_dir),
         splits_path=Path(args.splits),
@@ -214,7 +214,7 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pluto_dvc.evaluation.stage import describe, run_evaluate
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     metrics = run_evaluate(
         params,
         scenarios_path=args.scenarios,
@@ -233,7 +233,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_visualize(args: argparse.Namespace) -> int:
     from pluto_dvc.evaluation.visualize import visualize_token
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     path = visualize_token(
         args.token, args.cache_dir, args.out, model_dir=args.model, params=params.evaluate
     )

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pluto_dvc.features.agents import EGO_REAR_AXLE_TO_CENTER
 from pluto_dvc.features.geometry import wrap_angle
+from pluto_dvc.nuplan.vehicle import EGO_REAR_AXLE_TO_CENTER_M
 from pluto_dvc.params import EvaluateParams
 
 # Weights of the devkit's open_loop_boxes_weighted_average (the miss rate is the multiplier).
@@ -108,8 +108,8 @@ def to_global(local: np.ndarray, origin: np.ndarray, angle: np.ndarray) -> np.nd
 def rear_axle_to_center(poses: np.ndarray) -> np.ndarray:
     """Box-centre poses (the devkit compares ``ego_state.center``) of rear-axle poses."""
     out = np.array(poses, dtype=np.float64, copy=True)
-    out[..., 0] += EGO_REAR_AXLE_TO_CENTER * np.cos(out[..., 2])
-    out[..., 1] += EGO_REAR_AXLE_TO_CENTER * np.sin(out[..., 2])
+    out[..., 0] += EGO_REAR_AXLE_TO_CENTER_M * np.cos(out[..., 2])
+    out[..., 1] += EGO_REAR_AXLE_TO_CENTER_M * np.sin(out[..., 2])
     return out
 
 

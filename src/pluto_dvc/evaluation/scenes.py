@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
 from pluto_dvc.evaluation.runner import SceneFrame
-from pluto_dvc.features.agents import EGO_LENGTH, EGO_REAR_AXLE_TO_CENTER, EGO_WIDTH
+from pluto_dvc.nuplan.vehicle import EGO_LENGTH_M, EGO_REAR_AXLE_TO_CENTER_M, EGO_WIDTH_M
 
 AGENT_COLORS = {1: "#1f77b4", 2: "#9467bd", 3: "#17becf"}  # vehicle, pedestrian, bicycle
 EGO_COLOR = "#d62728"
@@ -84,7 +84,7 @@ def _draw_objects(ax, sample: dict[str, np.ndarray], present: int) -> None:
         ax.add_patch(Polygon(corners, fc=color, ec="k", lw=0.5, alpha=0.85, zorder=4))
     ego_hist = pos[0, : present + 1]
     ax.plot(*ego_hist.T, color=EGO_COLOR, lw=1.0, alpha=0.6, zorder=3)
-    corners = box_corners(EGO_REAR_AXLE_TO_CENTER, 0.0, 0.0, EGO_WIDTH, EGO_LENGTH)
+    corners = box_corners(EGO_REAR_AXLE_TO_CENTER_M, 0.0, 0.0, EGO_WIDTH_M, EGO_LENGTH_M)
     ax.add_patch(Polygon(corners, fc=EGO_COLOR, ec="k", lw=0.8, zorder=6, label="ego"))
 
 

@@ -75,7 +75,7 @@ def cache_features(meta: dict[str, Any], cache_dir: str | Path) -> FeatureParams
 
 
 def cache_matches_code(meta: dict[str, Any], features: FeatureParams) -> bool:
-    """True when the current feature code and params build the cache's samples (same fingerprint)."""
+    """True when the cache was built with these feature params and the current feature sources."""
     from pluto_dvc.cache.source import built_by_current_code
 
     return built_by_current_code(meta, features)
