@@ -58,6 +58,7 @@ class DvcRepo:
         self.run("git", "config", "user.email", "test@example.com")
         self.run("git", "config", "user.name", "test")
         self.run("dvc", "init", "-q")
+        shutil.copy2(PROJECT / ".dvcignore", root / ".dvcignore")  # byte code is no dependency
         self.run("git", "add", "-A")
         self.run("git", "commit", "-qm", "init")
 
