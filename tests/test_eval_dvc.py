@@ -8,36 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from dvc_repo import DvcRepo
-
-from pluto_dvc.testing.synthetic_factory import TINY_SYNTHETIC
+from dvc_repo import TINY_PIPELINE, DvcRepo
 
 
 @pytest.mark.slow
 def test_dvc_repro_evaluate(tmp_path: Path):
-    repo = DvcRepo(
-        tmp_path / "repo",
-        params={
-            "synthetic": {**TINY_SYNTHETIC, "num_logs": 3},
-            "filter": {"limit_total_scenarios": 90, "shuffle": True},
-            "worker": {"kind": "sequential"},
-            "cache": {"max_failure_ratio": 0.5},
-            "train": {
-                "epochs": 1,
-                "warmup_epochs": 0,
-                "batch_size": 8,
-                "limit_train_batches": 2,
-                "limit_val_batches": 1,
-            },
-            "evaluate": {
-                "scenarios_per_type": 1,
-                "learning_max_samples": 16,
-                "num_pictures": 1,
-                "num_worst_pictures": 1,
-                "picture_size_px": 300,
-            },
-        },
-    )
+    repo = DvcRepo(tmp_path / "repo", params=TINY_PIPELINE)
     out = repo.repro("evaluate").stdout
     assert "expert" in out and "MLflow: logged" in out, out
     reports = repo.root / "reports"
