@@ -152,7 +152,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_epoch_with_the_same_result(tmp_
     killed = _train(repo, train, KILL_AT_EPOCH="2")
     assert killed.returncode == -9
     resume_dirs = list((repo / ".train-resume").iterdir())
-    assert len(resume_dirs) == 1 and (resume_dirs[0] / "last.ckpt").is_file()
+    assert len(resume_dirs) == 1 and (resume_dirs[0] / "checkpoints" / "last.ckpt").is_file()
     assert not (repo / "models").exists()
 
     record = tmp_path / "record"
