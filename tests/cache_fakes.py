@@ -5,7 +5,8 @@
 the PLUTO feature builder (spec/pluto.md §1): variable numbers of agents, static objects, map
 polygons and reference lines, and a (600, 600, 1) float16 signed-distance cost map.
 ``changed_logs`` gives logs a new file identity. Failures are injected by token (``invalid`` raises ``FakeFeatureError``, ``crash`` a bug-like
-``RuntimeError``) or by log (``bad_logs`` cannot be opened). ``counter`` names a file that gets
+``RuntimeError``) or by log (``bad_logs`` cannot be opened; ``kill_logs`` kill the worker process that opens them,
+as the OS does to a process out of memory). ``nonfinite`` tokens get NaN / inf in some arrays. ``counter`` names a file that gets
 one line ``<log_name> <token>`` per sample built, from any process. ``delay_s`` slows each build.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +137,11 @@ class FakeLog:
             raise FakeFeatureError(f"no reference line for token {token}")
         if token in src.crash:
             raise RuntimeError(f"simulated bug on {token}")
-        return fake_sample(self.log_name, token, src.cost_maps)
+        sample = fake_sample(self.log_name, token, src.cost_maps)
+        if token in src.nonfinite:
+            sample["agent.position"][0, 3, 0] = np.nan
+            sample["reference_line.future_projection"][0, 1, 1] = np.inf
+        return sample
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,8 @@ class FakeSource:
     delay_s: float = 0.0
     cost_maps: bool = True
     changed_logs: frozenset[str] = frozenset()  # log names whose file "changed" (new identity)
+    nonfinite: frozenset[str] = frozenset()
+    kill_logs: frozenset[str] = frozenset()
     invalid_errors: tuple[type[BaseException], ...] = field(default=(FakeFeatureError,))
 
     def fingerprint(self) -> str:
@@ -163,6 +171,8 @@ class FakeSource:
         return {p: "v1" if Path(p).stem in self.changed_logs else "v0" for p in log_paths}
 
     def open_log(self, log_path: str, log_name: str) -> FakeLog:
+        if log_name in self.kill_logs:
+            os.kill(os.getpid(), signal.SIGKILL)
         if log_name in self.bad_logs:
             raise DataError(f"{log_path} is not a SQLite database (simulated)")
         return FakeLog(self, log_name)

@@ -292,12 +292,14 @@ EXPECTED_KEYS = {
     "static_objects.category": ("int8", ("S",)),
     "static_objects.valid_mask": ("bool", ("S",)),
     "cost_maps": ("float16", (600, 600, 1)),
-    "causal.leading_agent_index": ("int16", ()),
-    "causal.ego_waits_at_red_light": ("bool", ()),
-    "causal.red_light_polygon_index": ("int16", ()),
-    "causal.free_path_points": ("float32", (120, 2)),
-    "causal.free_path_valid_mask": ("bool", (120,)),
-    "causal.interaction_label": ("bool", ("A",)),
+    "causal.leading_agent_mask": ("bool", ("A",)),
+    "causal.leading_distance": ("float32", ("A",)),
+    "causal.is_waiting_for_red_light_without_lead": ("bool", ()),
+    "causal.ego_care_red_light_mask": ("bool", ("M",)),
+    "causal.fixed_ego_future_valid_mask": ("bool", (80,)),
+    "causal.free_path_points": ("float32", ("N", 3)),
+    "causal.free_path_valid_mask": ("bool", ("N",)),
+    "causal.interaction_label": ("int16", ("A",)),
 }
 
 

@@ -19,6 +19,7 @@ from feature_factory import (
     intersection_layers,
     make_log,
     moving_box,
+    straight_road_layers,
     write_map,
 )
 
@@ -30,6 +31,10 @@ from pluto_dvc.params import FeatureParams
 N = 240  # frames (12 s): scenarios at frames 40 .. 79 have 2 s history and 8 s future
 PRESENT = 20
 NORTH = math.pi / 2
+# In ``scene`` the ego (rear axle at y = -48 + 0.6 k after k future steps) goes straight through
+# the red left-turn connector 2002 of its route (polygon from y = -12): its centre (1.461 m ahead)
+# is inside from step 58 on, so label cleaning keeps the first 57 future steps.
+SCENE_VALID_FUTURE = 57
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +105,10 @@ def test_ego_frame_and_current_state(scene):
     assert float(s["angle"]) == pytest.approx(NORTH)
     assert np.allclose(s["agent.position"][0, PRESENT], 0.0, atol=1e-4)
     assert s["agent.heading"][0, PRESENT] == pytest.approx(0.0, abs=1e-6)
-    # the ego drives straight ahead: 0.1 s steps of 0.6 m along +x
-    assert np.allclose(s["agent.position"][0, :, 1], 0.0, atol=1e-3)
-    assert np.allclose(np.diff(s["agent.position"][0, :, 0]), 0.6, atol=1e-3)
+    # the ego drives straight ahead: 0.1 s steps of 0.6 m along +x (until the label cleaning cut)
+    kept = PRESENT + 1 + SCENE_VALID_FUTURE
+    assert np.allclose(s["agent.position"][0, :kept, 1], 0.0, atol=1e-3)
+    assert np.allclose(np.diff(s["agent.position"][0, :kept, 0]), 0.6, atol=1e-3)
     assert np.allclose(s["agent.velocity"][0, PRESENT], (6.0, 0.0), atol=1e-4)
     assert np.allclose(s["agent.shape"][0, PRESENT], (EGO_WIDTH, EGO_LENGTH))
     assert np.allclose(s["current_state"], (0, 0, 0, 6.0, 0.0, 0.0, 0.0), atol=1e-6)
@@ -159,7 +165,9 @@ def test_agent_targets(scene):
     assert np.allclose(target[:, 0], 0.6 * steps, atol=1e-3)
     assert np.allclose(target[:, 1:], 0.0, atol=1e-3)
     ego = s["agent.target"][0]
-    assert np.allclose(ego[:, 0], 0.6 * steps, atol=1e-3)
+    cut = SCENE_VALID_FUTURE
+    assert np.allclose(ego[:cut, 0], 0.6 * steps[:cut], atol=1e-3)
+    assert not ego[cut:].any()  # label-cleaned steps are zeroed like padding
     # targets are the future positions minus the present one
     fut = s["agent.position"][lead, PRESENT + 1 :] - s["agent.position"][lead, PRESENT]
     assert np.allclose(target[:, :2], fut, atol=1e-4)
@@ -174,9 +182,19 @@ def test_max_agents_keeps_the_nearest(junction):
     s = LogFeatureBuilder(FeatureParams(max_agents=3), log, junction).build(40)
     assert s["agent.position"].shape[0] == 4
     assert np.allclose(s["agent.position"][1:, PRESENT, 0], (5.0, 10.0, 15.0), atol=1e-4)
-    # agents beyond the radius (from the ego centre) are left out
+    # PLUTO applies no distance cut: the radius does not limit agents
     s = LogFeatureBuilder(FeatureParams(radius_m=12.0), log, junction).build(40)
-    assert np.allclose(s["agent.position"][1:, PRESENT, 0], (5.0, 10.0), atol=1e-4)
+    assert np.allclose(s["agent.position"][1:, PRESENT, 0], 5.0 * np.arange(1, 7), atol=1e-4)
+
+
+def test_agent_at_130_m_is_kept(junction):
+    """Issue 13 item 1: an agent 130 m from the ego centre (beyond the 120 m radius) is kept."""
+    x, y, h, v = _ego_north(-60.0, 0.0)
+    far = [Box(1, f, "vehicle", 1.75, -60.0 + 1.461 + 130.0, NORTH) for f in range(N)]
+    log = make_log(LogSpec(x, y, h, v, route=(100, 3001, 101), boxes=far))
+    s = LogFeatureBuilder(FeatureParams(), log, junction).build(40)
+    assert s["agent.position"].shape[0] == 2
+    assert np.allclose(s["agent.position"][1, PRESENT], (131.461, 0.0), atol=1e-3)
 
 
 def test_map_polygons(scene):
@@ -292,35 +310,75 @@ def test_static_objects_on_drivable_area_only(scene):
 
 
 def test_causal_leading_agent_red_light_free_path(scene):
+    """Leading objects of ``scene`` along the ego path (lane 1000 -> red left turn 2002), by
+    distance to the ego box (front 4.049 m ahead of the rear axle): the lead car (rear 17.75 m
+    ahead: 13.701 m), the red connector (from 36 m: 31.951 m), the cone (rear 36.75 m: 32.701 m)."""
     _, s, _ = scene
-    lead = int(s["causal.leading_agent_index"])
-    assert np.allclose(s["agent.position"][lead, PRESENT], (20.0, 0.0), atol=1e-3)
-    # the red connector starts 36 m ahead: beyond the 30 m look-ahead
-    assert int(s["causal.red_light_polygon_index"]) == -1
-    assert not s["causal.ego_waits_at_red_light"]
-    free = s["causal.free_path_valid_mask"]
-    # free up to the lead's rear: 20 - 4.5 / 2 = 17.75 m -> points 0..17
-    assert free.sum() == 18 and free[:18].all()
-    assert np.allclose(s["causal.free_path_points"], s["reference_line.position"][0])
+    ids = s["map.polygon_id"].tolist()
+    lead = int(np.argmin(np.hypot(*(s["agent.position"][:, PRESENT] - (20.0, 0.0)).T)))
+    assert s["causal.leading_agent_mask"].tolist() == [k == lead for k in range(4)]
+    assert s["causal.leading_distance"][lead] == pytest.approx(20.0 - 2.25 - 4.049, abs=1e-3)
+    assert s["causal.leading_distance"].sum() == s["causal.leading_distance"][lead]
+    assert not s["causal.is_waiting_for_red_light_without_lead"]  # the lead car is nearer
+    assert s["causal.ego_care_red_light_mask"].tolist() == [i == 2002 for i in ids]
+    # free path: v = 6: from 36 / 10 + 5.176 / 2 + 3 = 9.19 m to the lead's 13.70 - 3 = 10.70 m
+    # past the ego centre's projection, resampled every metre: the point 10 m on
+    points = s["causal.free_path_points"]
+    assert np.allclose(points, [[1.461 + 10.0, 0.0, 0.0]], atol=1e-3)
+    assert s["causal.free_path_valid_mask"].tolist() == [True]
+    # interaction: the lead car's future path meets the ego's (boxes collide) 33 steps before
+    # the ego gets there (0.6 m steps, 20 m apart -> 33.3 steps)
     labels = s["causal.interaction_label"]
-    assert labels[lead] and not labels[0]
+    assert labels[lead] == 33 and labels.tolist().count(0) == 3
+
+
+def test_red_light_label_cleaning(scene, junction):
+    """Issue 13 item 4: the ego future is cut from the first step whose centre is inside the red
+    connector ahead (step 58 in ``scene``), in the causal mask and the ego row of agent.valid_mask;
+    an ego already inside the red connector has no valid future; green lights cut nothing."""
+    _, s, _ = scene
+    mask = s["causal.fixed_ego_future_valid_mask"]
+    assert mask.tolist() == [True] * SCENE_VALID_FUTURE + [False] * (80 - SCENE_VALID_FUTURE)
+    assert np.array_equal(s["agent.valid_mask"][0, PRESENT + 1 :], mask)
+    assert s["agent.valid_mask"][0, : PRESENT + 1].all()
+    assert not s["agent.position"][0, PRESENT + 1 + SCENE_VALID_FUTURE :].any()
+    # the ego stands inside connector 2002 (rear axle 2 m past the stop line): all cut
+    x, y, h, v = _ego_north(-10.0, 0.0)
+    for status, valid_future in ((2, 0), (0, 80)):
+        log = make_log(
+            LogSpec(x, y, h, v, route=(100, 3002, 102), all_frames_lights=[(2002, status)])
+        )
+        inside = LogFeatureBuilder(FeatureParams(), log, junction).build(40)
+        assert inside["causal.fixed_ego_future_valid_mask"].sum() == valid_future
+        assert inside["agent.valid_mask"][0].sum() == PRESENT + 1 + valid_future
+        assert bool(inside["causal.is_waiting_for_red_light_without_lead"]) == (status == 2)
+    # the cleaning is part of the agents, with or without the causal keys
+    off = LogFeatureBuilder(FeatureParams(build_causal=False), scene[0].log, junction).build(40)
+    assert np.array_equal(off["agent.valid_mask"], s["agent.valid_mask"])
 
 
 def test_ego_waiting_at_red_light(junction):
     x, y, h, v = _ego_north(-20.0, 0.0)  # stopped 8 m before the junction
     log = make_log(LogSpec(x, y, h, v, route=(100, 3002, 102), all_frames_lights=[(2002, 2)]))
     s = LogFeatureBuilder(FeatureParams(), log, junction).build(40)
-    index = int(s["causal.red_light_polygon_index"])
-    assert index >= 0 and s["map.polygon_id"][index] == 2002
-    assert s["map.polygon_tl_status"][index] == 2
-    assert bool(s["causal.ego_waits_at_red_light"])
-    assert s["causal.free_path_valid_mask"].sum() == 8  # before the connector start at 8 m
-    assert int(s["causal.leading_agent_index"]) == -1
-    # green: no red light
+    ids = s["map.polygon_id"].tolist()
+    assert bool(s["causal.is_waiting_for_red_light_without_lead"])
+    assert s["causal.ego_care_red_light_mask"].tolist() == [i == 2002 for i in ids]
+    assert s["map.polygon_tl_status"][ids.index(2002)] == 2
+    assert not s["causal.leading_agent_mask"].any()
+    assert s["causal.fixed_ego_future_valid_mask"].all()  # it never enters the connector
+    # v = 0: the free path would run from 5.59 m to the light's 3.95 m - 3: empty
+    assert s["causal.free_path_points"].shape == (0, 3)
+    # green: no red light to care about
     log = make_log(LogSpec(x, y, h, v, route=(100, 3002, 102), all_frames_lights=[(2002, 0)]))
     s = LogFeatureBuilder(FeatureParams(), log, junction).build(40)
-    assert int(s["causal.red_light_polygon_index"]) == -1
-    assert not s["causal.ego_waits_at_red_light"]
+    assert not s["causal.ego_care_red_light_mask"].any()
+    assert not s["causal.is_waiting_for_red_light_without_lead"]
+    # v = 0, nothing ahead: free from 5.59 m to max(7, 0) - 3 = 4 m: still empty; a red light
+    # off the route (2001 straight on) is not cared about either
+    log = make_log(LogSpec(x, y, h, v, route=(100, 3002, 102), all_frames_lights=[(2001, 2)]))
+    s = LogFeatureBuilder(FeatureParams(), log, junction).build(40)
+    assert not s["causal.ego_care_red_light_mask"].any()
 
 
 def test_feature_error_when_ego_is_off_the_map(junction):
@@ -436,21 +494,73 @@ def test_two_branches_of_the_route_give_two_lines(junction):
 
 
 def test_line_selection_drops_duplicates_and_short_lines():
-    from pluto_dvc.features.reference_lines import _select_lines
+    from pluto_dvc.features.reference_lines import CandidatePath, select_lines
+
+    def paths(*lengths: float) -> list[CandidatePath]:
+        return [CandidatePath([], np.zeros((2, 2)), np.zeros(2), 0.0, x) for x in lengths]
 
     length = 120
     xs = np.arange(length, dtype=np.float64)
     straight = np.stack([xs, np.zeros(length)], 1)
-    near_copy = straight + (0.0, 0.2)  # within 0.5 m everywhere: a duplicate
+    near_copy = straight + (0.0, 0.2)  # |dx| + |dy| < 0.5 m everywhere: a duplicate
     beside = straight + (0.0, 3.5)  # another lane
     lines = np.stack([straight, near_copy, beside, straight + (0.0, -3.5)])
     valid = np.ones((4, length), dtype=bool)
-    valid[3, 40:] = False  # a 40 m line next to long ones: dropped
-    assert _select_lines(lines, valid) == [0, 2]
-    valid[:3, 50:] = False  # no line reaches 60 m: short lines stay
-    assert _select_lines(lines, valid) == [0, 2, 3]
-    valid[0, 30:] = False  # the shorter of two duplicates goes
-    assert _select_lines(lines, valid) == [1, 2, 3]
+    # a 40 m line next to lines longer than 0.8 x 120 = 96 m: dropped
+    assert select_lines(paths(119, 119, 119, 40), lines, valid, length) == [0, 2]
+    # 90 m is not long enough to drop the others: all lines are short, all stay
+    assert select_lines(paths(90, 90, 90, 40), lines, valid, length) == [0, 2, 3]
+    # of two duplicates the longer stays
+    assert select_lines(paths(30, 90, 90, 40), lines, valid, length) == [1, 2, 3]
+    # PLUTO's measure is |dx| + |dy|: 0.3 m + 0.3 m apart is not a duplicate (0.42 m euclidean)
+    lines[1] = straight + (0.3, 0.3)
+    assert select_lines(paths(119, 119, 119, 119), lines, valid, length) == [0, 1, 2, 3]
+
+
+def test_adjacent_lane_gives_a_second_reference_line(tmp_path):
+    """Issue 13 item 3: on a two-lane road (centrelines y = 0 and y = -3.5, same roadblock) the
+    +-3 m box around the ego centre meets the adjacent lane's polygon: two lines, 3.5 m apart."""
+    road = write_map(tmp_path, straight_road_layers())
+    x, y, h, v = ego_drive(N, (0.0, 0.0), 0.0, 5.0)
+    s = LogFeatureBuilder(FeatureParams(), make_log(LogSpec(x, y, h, v, route=(100,))), road).build(
+        40
+    )
+    pos = s["reference_line.position"]
+    assert pos.shape[0] == 2 and s["reference_line.valid_mask"].all()
+    assert sorted(np.round(pos[:, 0, 1], 3).tolist()) == [-3.5, 0.0]
+    assert np.allclose(pos[:, :, 0], np.arange(120), atol=1e-3)  # both from the ego's x
+    # the target line compares magnitudes: the ego's own lane has |lateral| 0
+    lateral = np.abs(s["reference_line.future_projection"][:, -1, 1])
+    assert sorted(np.round(lateral, 3).tolist()) == [0.0, 3.5]
+
+
+def test_line_never_starts_behind_the_ego(junction):
+    """The ego is 1.5 m past the end of lane 1000 (inside connector 2001): the lane still touches
+    the box around the ego centre, but its line starts at the ego's projection on the whole path,
+    not at the lane's end 1.5 m behind; connector 2001 (its successor) is merged into it."""
+    x, y, h, v = _ego_north(-12.0 + 1.5, 0.0)
+    log = make_log(LogSpec(x, y, h, v, route=(100, 3001, 101)))
+    s = LogFeatureBuilder(FeatureParams(), log, junction).build(40)
+    pos = s["reference_line.position"]
+    assert pos.shape[0] == 1
+    assert np.allclose(pos[0, 0], (0.0, 0.0), atol=1e-3)
+    assert np.allclose(pos[0, :, 1], 0.0, atol=1e-3) and s["reference_line.valid_mask"].all()
+
+
+def test_polygon_in_the_square_corner_is_kept(junction):
+    """Issue 13 item 2: lane 1003's centreline enters only the corner of the +-120 m square
+    (ego-frame points (102, 98.25) and (111.4, 98.25), 141 m and 148 m away): kept."""
+    x, y, h, v = ego_drive(N, (-90.0, -100.0), 0.0, 0.0)
+    log = make_log(LogSpec(x, y, h, v, route=(100,)))
+    s = LogFeatureBuilder(FeatureParams(build_reference_lines=False), log, junction).build(40)
+    ids = s["map.polygon_id"].tolist()
+    assert 1003 in ids
+    k = ids.index(1003)
+    valid = s["map.valid_mask"][k]
+    assert valid.sum() == 2
+    pts = s["map.point_position"][k, 0][valid]
+    assert np.allclose(pts[:, 1], 98.25, atol=1e-3)
+    assert np.all(np.hypot(*pts.T) > 120.0) and np.all(np.abs(pts) < 120.0)
 
 
 def test_interaction_labels_from_future_paths(junction):
@@ -464,9 +574,12 @@ def test_interaction_labels_from_future_paths(junction):
         round(float(s["agent.position"][k, PRESENT, 1])): k for k in range(1, 3)
     }  # lateral offset (m) -> row: crossing one starts 5.75 m left (x=-4), parallel 10.75 m
     labels = s["causal.interaction_label"]
-    assert labels.tolist().count(True) == 1
-    assert labels[rows[6]] and not labels[rows[11]]
-    assert int(s["causal.leading_agent_index"]) == -1  # pedestrians never lead
+    # the crossing pedestrian (x = -4 + 0.1 j) meets the ego path x = 1.75 at step 57 / 58; the
+    # ego's rear axle is nearest there at step 47: the ego comes first (label < 0); its box
+    # (1.67 m ahead of the rear axle) holds the pedestrian then
+    assert labels[rows[6]] in (-10, -11)
+    assert labels[rows[11]] == 0 and labels[0] == 0
+    assert not s["causal.leading_agent_mask"].any()  # neither is on the ego path now
 
 
 def test_validate_rejects_wrong_dtypes_and_shapes(scene):
@@ -477,6 +590,6 @@ def test_validate_rejects_wrong_dtypes_and_shapes(scene):
     bad = dict(sample, **{"map.valid_mask": sample["map.valid_mask"][:-1]})
     with pytest.raises(ValueError, match="shape"):
         PlutoFeatures.from_flat(bad).validate()
-    bad = dict(sample, **{"causal.interaction_label": np.zeros(99, dtype=bool)})
+    bad = dict(sample, **{"causal.interaction_label": np.zeros(99, dtype=np.int16)})
     with pytest.raises(ValueError, match="interaction_label"):
         PlutoFeatures.from_flat(bad).validate()

@@ -1,5 +1,6 @@
-"""The cost map: scanline rasterisation against shapely, the signed distance transform against a
-brute-force one, and the builder's cost map on a straight two-lane road with known distances."""
+"""The cost map: PLUTO's orientation (rows toward -y), exact signed distances (OpenCV's precise
+Euclidean transform against a brute-force one), fillPoly rasterisation, the obstacles PLUTO clears
+(static objects, parked agents) and the builder's cost map on known roads."""
 
 from __future__ import annotations
 
@@ -7,96 +8,80 @@ import math
 
 import numpy as np
 import pytest
-import shapely
-from feature_factory import Box, LogSpec, ego_drive, make_log, straight_road_layers, write_map
+from feature_factory import (
+    Box,
+    LogSpec,
+    ego_drive,
+    make_log,
+    moving_box,
+    straight_road_layers,
+    write_map,
+)
 
 from pluto_dvc.features import LogFeatureBuilder
-from pluto_dvc.features.distance_transform import (
-    BAND_PX,
-    band_squared_distance,
-    exact_squared_distance,
-    signed_distance,
-)
-from pluto_dvc.features.raster import Grid, ring_edges, winding_numbers
+from pluto_dvc.features.cost_map import Grid, build_cost_map, parked_agents, signed_distance
 from pluto_dvc.params import FeatureParams
 
 
-def brute_squared_distance(cls: np.ndarray) -> np.ndarray:
-    """Squared distance (px^2) of every pixel centre to the nearest centre of the other class."""
+def brute_distance(cls: np.ndarray) -> np.ndarray:
+    """Distance (px) of every pixel centre to the nearest centre of the other class."""
     ij = np.stack(np.meshgrid(*map(np.arange, cls.shape), indexing="ij"), -1).reshape(-1, 2)
     flat = cls.reshape(-1)
     out = np.full(flat.shape, np.inf)
     for value in (True, False):
         mine, other = ij[flat == value], ij[flat != value]
         if len(other):
-            out[flat == value] = ((mine[:, None] - other[None]) ** 2).sum(-1).min(1)
+            out[flat == value] = np.sqrt(((mine[:, None] - other[None]) ** 2).sum(-1).min(1))
     return out.reshape(cls.shape)
 
 
-def random_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    mask = np.zeros(shape, dtype=bool)
-    for _ in range(5):
-        r0, r1 = np.sort(rng.integers(0, shape[0], 2))
-        c0, c1 = np.sort(rng.integers(0, shape[1], 2))
-        mask[r0 : r1 + 1, c0 : c1 + 1] ^= True
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    mask ^= (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < (shape[0] / 5) ** 2
-    return mask
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_distance_transform_matches_brute_force(seed):
+@pytest.mark.parametrize("seed", range(3))
+def test_signed_distance_is_the_exact_euclidean_transform(seed):
     rng = np.random.default_rng(seed)
-    mask = random_mask(rng, (50, 60))
-    ref = brute_squared_distance(mask)
-    assert np.allclose(exact_squared_distance(mask, big=1e3), ref)
-    band = band_squared_distance(mask).astype(np.float64)
-    near = ref <= BAND_PX**2
-    assert np.array_equal(band[near], ref[near])  # exact in the band
-    assert np.all(band[~near] > BAND_PX**2)  # and flagged beyond it
-    sdf = signed_distance(mask, 0.2)
-    assert np.array_equal(sdf > 0, mask)
-    true = (np.sqrt(ref) - 0.5) * 0.2
-    assert np.allclose(np.abs(sdf[near]), true[near], atol=1e-5)
-    assert np.all(np.abs(np.abs(sdf[~near]) - true[~near]) < 1.45)  # coarse: < a cell diagonal
-    assert np.all(np.abs(sdf[~near]) >= (BAND_PX - 0.5) * 0.2 - 1e-6)
+    mask = np.zeros((50, 60), dtype=np.uint8)
+    for _ in range(5):
+        r0, r1 = np.sort(rng.integers(0, 50, 2))
+        c0, c1 = np.sort(rng.integers(0, 60, 2))
+        mask[r0 : r1 + 1, c0 : c1 + 1] ^= 1
+    yy, xx = np.mgrid[:50, :60]
+    mask ^= ((yy - 25) ** 2 + (xx - 20) ** 2 < 100).astype(np.uint8)
+    ref = brute_distance(mask.astype(bool)) * np.where(mask, 0.2, -0.2)
+    sdf = signed_distance(mask, 0.2, far_m=1e3)
+    assert np.allclose(sdf, ref, atol=1e-4)
+    # the stored float16 map is numpy's rounding of the float32 one, bit for bit
+    stored = build_cost_map(mask, Grid(60, 0.2)).cost_maps[..., 0]
+    assert stored.dtype == np.float16
+    assert np.array_equal(stored.view(np.uint16), sdf.astype(np.float16).view(np.uint16))
 
 
-def test_distance_transform_single_class_and_odd_sizes():
-    assert np.all(signed_distance(np.ones((20, 20), bool), 0.5, far_m=7.0) == 7.0)
-    assert np.all(signed_distance(np.zeros((20, 20), bool), 0.5, far_m=7.0) == -7.0)
-    mask = np.zeros((23, 17), bool)  # not divisible by the coarse factor: exact everywhere
-    mask[5:12, 3:9] = True
-    ref = brute_squared_distance(mask)
-    sdf = signed_distance(mask, 1.0)
-    assert np.allclose(np.abs(sdf), np.sqrt(ref) - 0.5, atol=1e-5)
+def test_signed_distance_single_class():
+    assert np.all(signed_distance(np.ones((20, 20), np.uint8), 0.5, far_m=7.0) == 7.0)
+    assert np.all(signed_distance(np.zeros((20, 20), np.uint8), 0.5, far_m=7.0) == -7.0)
 
 
-def test_winding_raster_matches_shapely():
-    grid = Grid(80, 0.5)  # (vertices avoid pixel centres: a centre on an edge may go either way)
-    polys = [
-        shapely.Polygon([(-15.03, -15.1), (10.07, -12.02), (12.1, 8.3), (-5.2, 14.1)]),  # ccw
-        shapely.Polygon([(0, 0), (0, 18), (25, 18), (25, 0)]),  # clockwise: must be oriented
-        shapely.Polygon(
-            [(-19, -19), (-2, -19), (-2, -2), (-19, -2)],
-            [[(-14, -14), (-14, -6), (-6, -6), (-6, -14)]],
-        ),  # with a hole
-        shapely.box(15, -30, 40, -25),  # partly outside the grid
-    ]
-    oriented = shapely.orient_polygons(np.array(polys, dtype=object))
-    rings = []
-    for p in oriented:
-        rings.append(np.asarray(p.exterior.coords))
-        rings.extend(np.asarray(r.coords) for r in p.interiors)
-    edges = ring_edges(rings)
-    inside = winding_numbers(edges, np.ones(len(edges)), grid) > 0.5
-    c = grid.pixel_centers()
-    xx, yy = np.meshgrid(c, c)  # rows along y, columns along x
-    expected = shapely.contains_xy(shapely.union_all(polys), xx, yy)
-    assert np.array_equal(inside, expected)
-    count = winding_numbers(edges, np.ones(len(edges)), grid)
-    overlap = shapely.contains_xy(shapely.intersection(polys[0], polys[1]), xx, yy)
-    assert np.all(count[overlap] == 2)  # overlaps count twice, never cancel
+def test_grid_pixel_centres_follow_plutos_orientation():
+    grid = Grid(600, 0.2)
+    assert grid.column_x()[0] == pytest.approx(-59.9) and grid.column_x()[-1] == pytest.approx(59.9)
+    assert grid.row_y()[0] == pytest.approx(59.9) and grid.row_y()[-1] == pytest.approx(-59.9)
+    # ego-frame (x, y) at column 300 + x / 0.2, row 300 - y / 0.2 (continuous pixel coordinates)
+    assert grid.column_x()[325] == pytest.approx((325 + 0.5 - 300) * 0.2)
+    assert grid.row_y()[325] == pytest.approx((300 - 325 - 0.5) * 0.2)
+
+
+def test_parked_agents_are_plutos():
+    t = 101
+    position = np.zeros((4, t, 2))
+    valid = np.ones((4, t), dtype=bool)
+    position[1, :, 0] = np.linspace(0.0, 0.99, t)  # moved 0.99 m: parked
+    position[2, :, 0] = np.linspace(0.0, 1.01, t)  # 1.01 m: not
+    valid[3, 50:] = False  # valid at 50 steps only, still: parked
+    valid[0, 51:] = False  # valid at 51 steps: parked
+    assert parked_agents(position, valid).tolist() == [True, True, False, True]
+    valid[3, 49] = False  # 49 steps: not parked
+    assert parked_agents(position, valid).tolist() == [True, True, False, False]
+    # only the first and last valid positions count, not the path in between
+    position[1, 40, 1] = 30.0
+    assert parked_agents(position, valid)[1]
 
 
 @pytest.fixture(scope="module")
@@ -106,40 +91,41 @@ def road(tmp_path_factory: pytest.TempPathFactory):
 
 def test_cost_map_on_a_straight_two_lane_road(road):
     """Lanes y = 0 (ego) and y = -3.5, each 3.5 m wide: the road spans y in [-5.25, 1.75]. A parked
-    car (2 m x 4.5 m) stands on the right lane 10 m ahead."""
+    car (2 m x 4.5 m) stands on the right lane 10 m ahead; a cone off the road and a cone 70 m
+    ahead (beyond the 60 m half side) are not obstacles of the drivable area there."""
     n = 240
     x, y, h, v = ego_drive(n, (0.0, 0.0), 0.0, 0.0)
     boxes = [Box(1, f, "vehicle", 10.0, -3.5, 0.0, 2.0, 4.5) for f in range(n)]
+    boxes += moving_box(2, n, "vehicle", (-25.0, -3.5), 0.0, 5.0)  # moving: 1 m in 0.2 s
     log = make_log(LogSpec(x, y, h, v, route=(100,), boxes=boxes))
     s = LogFeatureBuilder(FeatureParams(), log, road).build(40)
     cost = s["cost_maps"][..., 0].astype(np.float64)
     assert cost.shape == (600, 600)
-    c = (np.arange(600) + 0.5) * 0.2 - 60.0  # pixel centres (rows: y, columns: x)
-
-    def at(px: float, py: float) -> float:
-        return cost[int(np.argmin(np.abs(c - py))), int(np.argmin(np.abs(c - px)))]
-
-    # positive inside: the ego's lane centre is 1.75 m from the left road edge
-    assert at(-30.0, 0.1) == pytest.approx(1.65, abs=0.11)
-    assert at(-30.0, -5.1) == pytest.approx(0.15, abs=0.11)
-    assert at(-30.0, -1.7) == pytest.approx(3.45, abs=0.75)  # road centre: beyond the exact band
-    # negative outside
-    assert at(-30.0, 2.1) == pytest.approx(-0.35, abs=0.11)
-    assert at(-30.0, 3.9) == pytest.approx(-2.15, abs=0.11)
-    assert at(-30.0, 20.1) == pytest.approx(-18.35, abs=1.0)
-    assert at(-30.0, -30.1) == pytest.approx(-24.85, abs=1.0)
-    # the parked car is carved out: negative at its centre, about -1 m (its half width)
-    assert at(10.1, -3.5) == pytest.approx(-0.9, abs=0.2)
-    assert at(10.1, -1.9) > 0.0  # the gap beside it, between car and lane line
-    # sign everywhere: rows by y
-    rows_in = (c > -5.25) & (c < 1.75)
-    far_from_car = np.abs(c - 10.0) > 5.0
-    assert np.all(cost[np.ix_(rows_in, far_from_car)] > 0)
-    assert np.all(cost[np.ix_(~rows_in, np.ones(600, bool))] < 0)
-    # the gradient points into the road: values grow towards the middle
-    column = cost[:, 100]
-    top = np.flatnonzero(rows_in)[-1]
-    assert column[top - 5] > column[top] > 0 > column[top + 1] > column[top + 5]
+    # PLUTO's orientation: y = 1.75 lies at row 300 - 1.75 / 0.2 = 291.25 (continuous), y = -5.25
+    # at 326.25; fillPoly covers the pixels whose centres lie within half a pixel of the road
+    # (rows round(290.75) .. round(325.75) = 291 .. 326 of pixel-centre coordinates)
+    column = cost[:, 100]  # x = -39.9 m, far from the parked car
+    inside = np.flatnonzero(column > 0)
+    assert inside.tolist() == list(range(291, 327))
+    # exact distances: inside, to the nearest outside row; outside, to the nearest inside row
+    rows = np.arange(600)
+    expected = np.where(
+        (rows >= 291) & (rows <= 326),
+        0.2 * np.minimum(rows - 290, 327 - rows),
+        -0.2 * np.where(rows < 291, 291 - rows, rows - 326),
+    )
+    assert np.allclose(column, expected, rtol=1e-3, atol=1e-3)
+    assert column[291] == pytest.approx(0.2, abs=1e-3) and column[290] == pytest.approx(
+        -0.2, abs=1e-3
+    )
+    # the whole map is the road band everywhere but at the parked car
+    far_from_car = np.abs(Grid(600, 0.2).column_x() - 10.0) > 8.0
+    assert np.allclose(cost[:, far_from_car], column[:, None], atol=1e-3)
+    # the parked car is carved out: its centre (x = 10, y = -3.5: row 317, column 349) lies
+    # about its half width (1 m) from the free space; beside it (y = -1.9: row 309) is free
+    assert cost[317, 349] == pytest.approx(-1.0, abs=0.21)
+    assert cost[309, 349] > 0.0
+    # the moving car (at x = -23 now) is not an obstacle
 
 
 def test_cost_map_follows_the_ego_heading(road):
@@ -148,7 +134,25 @@ def test_cost_map_follows_the_ego_heading(road):
     log = make_log(LogSpec(x, y, h, v, route=(100,)))
     s = LogFeatureBuilder(FeatureParams(build_reference_lines=False), log, road).build(40)
     cost = s["cost_maps"][..., 0].astype(np.float64)
-    c = (np.arange(600) + 0.5) * 0.2 - 60.0
-    # rotated by pi: the road now spans ego-frame y in [-1.75, 5.25]
-    rows_in = (c > -1.75) & (c < 5.25)
-    assert np.all(cost[rows_in] > 0) and np.all(cost[~rows_in] < 0)
+    # rotated by pi: the road now spans ego-frame y in [-1.75, 5.25], rows 300 - 5.25 / 0.2 - 0.5
+    # = 273.25 .. 300 + 1.75 / 0.2 - 0.5 = 308.25: rows 273 .. 308; the left (+y) side is on top
+    inside = np.flatnonzero(cost[:, 300] > 0)
+    assert inside.tolist() == list(range(273, 309))
+    assert np.all(cost[273:309] > 0) and np.all(cost[:273] < 0) and np.all(cost[309:] < 0)
+
+
+def test_static_objects_are_obstacles_within_the_half_side_whatever_the_radius(road):
+    """PLUTO clears every static object within 60 m of the rear axle from the drivable area,
+    independently of the feature radius (here 30 m: the cone 40 m ahead is no static-object
+    feature, yet the cost map is negative at it)."""
+    n = 240
+    x, y, h, v = ego_drive(n, (0.0, 0.0), 0.0, 0.0)
+    cone = [Box(1, f, "traffic_cone", 40.0, 0.0, 0.0, 1.0, 1.0) for f in range(n)]
+    log = make_log(LogSpec(x, y, h, v, route=(100,), boxes=cone))
+    s = LogFeatureBuilder(FeatureParams(radius_m=30.0), log, road).build(40)
+    assert s["static_objects.position"].shape == (0, 2)
+    # the cone's centre: column 300 + 40 / 0.2 - 0.5, row 300 - 0 - 0.5 -> pixel (299/300, 499/500)
+    assert float(s["cost_maps"][300, 500, 0]) < 0.0
+    s = LogFeatureBuilder(FeatureParams(), log, road).build(40)
+    assert s["static_objects.position"].shape == (1, 2)
+    assert float(s["cost_maps"][300, 500, 0]) < 0.0

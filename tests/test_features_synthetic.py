@@ -74,8 +74,6 @@ def test_ego_follows_a_reference_line_on_drivable_space(built):
         lateral.append(np.abs(s["reference_line.future_projection"][:, 0, 1]).min())
         on_road.append(float(s["cost_maps"][300, 300, 0]) > 0.0)  # the pixel at the ego
         assert s["map.polygon_on_route"].any()
-        center = np.array([1.461, 0.0])  # agents within the radius of the ego centre
-        assert np.all(np.hypot(*(s["agent.position"][:, 20] - center).T) <= 120.0 + 1e-3)
     assert np.median(lateral) < 0.5  # 1 s ahead the ego is on one of its lines
     assert np.mean(on_road) > 0.95
 

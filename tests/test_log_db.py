@@ -469,3 +469,26 @@ def test_token_helpers():
     assert token_list(padded) == [b"\x01" + bytes(7), b"\xff" * 8]
     assert tokens_hex(padded).tolist() == ["0100000000000000", "ffffffffffffffff"]
     assert token_keys(padded).tolist() == [1 << 56, 2**64 - 1]
+
+
+@pytest.mark.parametrize("value", ["NULL", "1e300", "9e999", "-9e999"])
+@pytest.mark.parametrize(("table", "column"), [("ego_pose", "x"), ("lidar_box", "vx")])
+def test_non_finite_or_absurd_numbers_are_refused_naming_table_column_and_rows(
+    tmp_path: Path, db: Path, table: str, column: str, value: str
+):
+    """NULL, inf and 1e300 (inf once cast to float32) would reach the features as NaN."""
+    path = _modified_db(tmp_path, db, f"UPDATE {table} SET {column} = {value} WHERE rowid % 7 = 0")
+    con = _connect(path)
+    read = (  # the reader reads the ego poses of frames and scene goals only
+        " AND (token IN (SELECT ego_pose_token FROM lidar_pc)"
+        " OR token IN (SELECT goal_ego_pose_token FROM scene))"
+        if table == "ego_pose"
+        else ""
+    )
+    (bad,) = con.execute(f"SELECT count(*) FROM {table} WHERE rowid % 7 = 0{read}").fetchone()
+    con.close()
+    with pytest.raises(DataError) as info:
+        load_log(path)
+    text = str(info.value)
+    assert f"{table}.{column}" in text and f"{bad} rows" in text and str(path) in text
+    assert "finite" in text

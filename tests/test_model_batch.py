@@ -118,3 +118,22 @@ def test_config_takes_the_data_fixed_sizes_from_the_cache_metadata():
         ModelConfig.preset("huge")
     with pytest.raises(ParamsError, match="history_kernels"):
         ModelConfig.preset("small", history_kernels=(3, 4))
+
+
+def test_sub_batches_have_the_fields_of_the_feature_records():
+    from dataclasses import fields
+
+    from pluto_dvc.features import records
+    from pluto_dvc.model import batch as b
+
+    pairs = [
+        (b.AgentBatch, records.AgentFeatures),
+        (b.MapBatch, records.MapFeatures),
+        (b.ReferenceLineBatch, records.ReferenceLines),
+        (b.StaticObjectBatch, records.StaticObjects),
+    ]
+    for typed, record in pairs:
+        assert {f.name for f in fields(typed)} == set(record.SPEC), typed.__name__
+        assert typed.PREFIX == record.PREFIX
+    assert {f.name for f in fields(b.CausalBatch)} == {*records.CausalInfo.SPEC, "extra"}
+    assert b.CausalBatch.PREFIX == records.CausalInfo.PREFIX

@@ -118,7 +118,9 @@ def ref_window(f: Frames, frame: int, tagged: bool) -> list[int]:
 
 
 def ref_displacement(f: Frames, window: list[int]) -> float:
-    future = range(window[0] + 1, window[-1] + 1)
+    """devkit ``_is_non_stationary`` over ``get_ego_future_trajectory(0, duration)``: the 0.1 s
+    samples after iteration 0, i.e. every second frame from two frames after the first."""
+    future = window[1:]
     cx = [f.x[i] + CENTER_OFFSET * math.cos(f.heading[i]) for i in future]
     cy = [f.y[i] + CENTER_OFFSET * math.sin(f.heading[i]) for i in future]
     points = list(zip(cx, cy, strict=True))
@@ -129,7 +131,7 @@ def ref_edge(f: Frames, window: list[int], threshold: float, tol: float, rising:
     """nuplan-devkit ``_check_for_speed_edge``, step by step."""
     start = stop = f.speed[window[0]]
     found = [False, False]
-    for i in range(window[0] + 1, window[-1] + 1):
+    for i in window[1:]:  # the future trajectory: 0.1 s samples after iteration 0
         v = f.speed[i]
         if v > start:
             start = v
@@ -210,13 +212,13 @@ def test_speed_edges_detectors_match_the_devkit_loop_on_random_profiles():
     rng = np.random.default_rng(5)
     speed = np.abs(np.cumsum(rng.normal(0, 0.4, size=600)))
     first = rng.integers(0, 300, size=200)
-    last = first + rng.integers(0, 299, size=200)
+    last = first + 2 * rng.integers(0, 150, size=200)
     windows = Windows(frame=first, first=first, last=last, end=last + 1)
     f = Frames([], [], [], [], [], speed.tolist())
     for threshold, tol in ((2.0, 0.1), (5.0, 0.5), (0.3, 0.0)):
         rising, falling = speed_edges(speed, windows, threshold, tol)
         for k in range(200):
-            window = list(range(first[k], last[k] + 1))
+            window = list(range(first[k], last[k] + 1, 2))
             assert rising[k] == ref_edge(f, window, threshold, tol, True)
             assert falling[k] == ref_edge(f, window, threshold, tol, False)
         assert rising.any() and falling.any() and not rising.all()
@@ -413,3 +415,38 @@ def test_route_filter_without_maps_is_a_clear_error(moving):
 
     with pytest.raises(DataError, match="ego_route_radius needs the maps"):
         selected(moving, ego_route_radius=5.0)
+
+
+def test_motion_filters_sample_every_second_frame_from_two_after_the_first():
+    """Hand-made 20 Hz trajectory: frame 0 (iteration 0) and the odd frames are far off; the
+    devkit's future trajectory only holds frames 2, 4, ..., 20, 1 m apart along +x."""
+    from pluto_dvc.selection.logread import EgoMotion
+    from pluto_dvc.selection.quality import REAR_AXLE_TO_CENTER_M, displacement
+
+    n = 21
+    x = np.where(np.arange(n) % 2 == 0, np.arange(n) / 2.0, 1000.0)
+    x[0] = -50.0  # iteration 0 is not part of the future trajectory
+    zeros = np.zeros(n)
+    ego = EgoMotion(x=x - REAR_AXLE_TO_CENTER_M, y=zeros, heading=zeros, vx=zeros, vy=zeros)
+    windows = Windows(
+        frame=np.array([0, 0, 4, 6]),
+        first=np.array([0, 0, 4, 6]),
+        last=np.array([20, 0, 10, 8]),
+        end=np.array([21, 1, 11, 9]),
+    )
+    # samples 2..20 -> x 1..10: 9 m; a one-sample window: 0; 6, 8, 10 -> 2 m; 8 alone -> 0
+    assert displacement(ego, windows).tolist() == [9.0, 0.0, 2.0, 0.0]
+
+    # speeds: iteration 0 starts the detectors; odd frames (never sampled) spike above 5 m/s
+    speed = np.where(np.arange(n) % 2 == 1, 9.0, 1.0)
+    speed[0] = 0.0
+    speed[12] = 6.0  # a sampled frame above the threshold
+    w = Windows(
+        frame=np.array([0, 0]),
+        first=np.array([0, 0]),
+        last=np.array([10, 20]),
+        end=np.array([11, 21]),
+    )
+    rising, falling = speed_edges(speed, w, 5.0, 0.1)
+    assert rising.tolist() == [False, True]  # frames 2..10 stay at 1 m/s; frame 12 rises
+    assert falling.tolist() == [False, True]  # and frame 14 falls back

@@ -205,7 +205,7 @@ def test_cli_split_refuses_an_empty_part_with_exit_code(tmp_path, capsys):
     cwd = Path.cwd()
     os.chdir(tmp_path)
     try:
-        code = main(["split", "--params", str(tmp_path / "none.yaml")])
+        code = main(["split"])  # no params.yaml here: the defaults
     finally:
         os.chdir(cwd)
     assert code != 0

@@ -1,25 +1,43 @@
 """`pluto-dvc`: everything a user runs by hand.
 
-Errors meant for the user (:class:`PlutoDvcError`) print one message and exit non-zero; the
-traceback is shown only with ``--traceback`` or ``PLUTO_DVC_TRACEBACK=1``.
+Errors meant for the user (:class:`PlutoDvcError`) print one message and exit non-zero (2); so do
+failures of the machine rather than the data (exit 3): a read-only folder, a full disk, an I/O
+error, a worker process killed by the OS. The traceback is shown only with ``--traceback`` or
+``PLUTO_DVC_TRACEBACK=1``. Output into a closed pipe (``| head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from pluto_dvc.errors import PlutoDvcError
+from pluto_dvc.errors import ParamsError, PlutoDvcError
 from pluto_dvc.params import DEFAULT_PARAMS_FILE, Params, load_params, params_to_yaml
+
+ENVIRONMENT_EXIT = 3
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_RAY_CRASHES = {"WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "RaySystemError"}
+_STAGE_NOTE = (
+    "\nnote: DVC removes a stage's outputs before it runs it (persistent ones excepted); "
+    "`dvc checkout` restores the last committed ones."
+)
 
 
 def _add_params_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default=DEFAULT_PARAMS_FILE, help="params file (params.yaml)")
+    parser.add_argument(
+        "--params",
+        default=None,
+        help="params file (default params.yaml; all defaults when that does not exist)",
+    )
     parser.add_argument(
         "-S",
         "--set",
@@ -31,8 +49,18 @@ def _add_params_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _load_params(args: argparse.Namespace) -> Params:
+    """params.yaml (or ``--params``, which must exist) plus the ``-S`` overrides."""
+    if args.params is not None and not Path(args.params).is_file():
+        raise ParamsError(
+            f"params file {args.params} (--params) does not exist; pass an existing file, or "
+            f"leave --params out to read {DEFAULT_PARAMS_FILE} (all defaults when there is none)"
+        )
+    return load_params(args.params or DEFAULT_PARAMS_FILE, args.overrides)
+
+
 def _cmd_params(args: argparse.Namespace) -> int:
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     sys.stdout.write(params_to_yaml(params))
     return 0
 
@@ -40,7 +68,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from pluto_dvc.synthetic.dataset import synthesize_dataset
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     summary = synthesize_dataset(params.synthetic, params.worker, progress=True)
     print(summary.describe())
     return 0
@@ -49,7 +77,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 def _cmd_select(args: argparse.Namespace) -> int:
     from pluto_dvc.selection import describe, run_selection
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     print(describe(run_selection(params, progress=True)))
     return 0
 
@@ -58,7 +86,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
     from pluto_dvc.selection import SCENARIOS_PATH
     from pluto_dvc.splitting import run_split
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     _, summary = run_split(params.split, SCENARIOS_PATH)
     print(
         f"split ({summary['method']}): logs {summary['num_logs']}, scenarios {summary['num_scenarios']}"
@@ -69,7 +97,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 def _cmd_build_cache(args: argparse.Namespace) -> int:
     from pluto_dvc.cache import describe, run_build_cache
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     print(describe(run_build_cache(params, progress=True)))
     return 0
 
@@ -92,14 +120,16 @@ def _cmd_cache_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pluto_dvc.cache.inspect import verify_cache
-    from pluto_dvc.cache.manifest import read_manifest
+    from pluto_dvc.cache.manifest import load_manifest
 
-    total = len(read_manifest(args.cache_dir).shards)
+    shards = load_manifest(args.cache_dir).meta.get("shards")  # verify checks it, and lists all
+    total = len(shards) if isinstance(shards, list) else 0
     with tqdm(total=total, unit="shard", desc="verify", disable=not sys.stderr.isatty()) as bar:
         report = verify_cache(args.cache_dir, progress=bar.update)
     print(
         f"ok: {report.num_shards} shards, {report.num_samples} samples, "
-        f"{report.bytes / 2**20:.1f} MiB: every SHA-256 and CRC-32 matches"
+        f"{report.bytes / 2**20:.1f} MiB: the manifest's checksum, rows and counts agree with "
+        "the shard footers; every SHA-256 and CRC-32 matches"
     )
     if report.extra_files:
         n = len(report.extra_files)
@@ -154,7 +184,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pluto_dvc.training.run import TrainPaths, run_training
 
-    params = load_params(args.params, args.overrides)
+    params = _load_params(args)
     paths = TrainPaths(
         cache_dir=Path(args.cache_dir),
         splits_path=Path(args.splits),
@@ -203,19 +233,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_guarded(func: Callable[[], int], show_traceback: bool = False) -> int:
-    """Run ``func``; turn a user error into one message on stderr and its exit code."""
+def run_guarded(func: Callable[[], int], show_traceback: bool = False, stage: bool = False) -> int:
+    """Run ``func``; turn a user error or a failure of the machine into one message on stderr
+    and a non-zero exit code (``stage``: add how to restore outputs DVC removed)."""
     show_traceback = show_traceback or os.environ.get("PLUTO_DVC_TRACEBACK") == "1"
-    try:
-        return func()
-    except PlutoDvcError as exc:
+
+    def report(message: str, code: int) -> int:
         if show_traceback:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+    try:
+        code = func()
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # `... | head`: the reader has gone, nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # what a shell reports for a writer ended by SIGPIPE
+    except PlutoDvcError as exc:
+        return report(str(exc) + (_STAGE_NOTE if stage else ""), exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = environment_message(exc)
+        if message is None:
+            raise
+        return report(message, ENVIRONMENT_EXIT)
+
+
+def environment_message(exc: BaseException) -> str | None:
+    """One line for a failure of the machine (full disk, read-only folder, I/O error, a worker
+    killed by the OS), or None when ``exc`` is something else (a bug: its traceback is shown)."""
+    if isinstance(exc, BrokenProcessPool) or (
+        type(exc).__module__.startswith("ray") and type(exc).__name__ in _RAY_CRASHES
+    ):
+        return (
+            "a worker process died (killed by the operating system, most often for lack of "
+            "memory: see `dmesg`). Lower worker.num_workers (or use worker.kind: sequential) "
+            "and run again; finished work is kept and the run resumes. "
+            f"({type(exc).__name__}: {exc})"
+        )
+    if not isinstance(exc, OSError):
+        return None
+    code = exc.errno
+    if code is None:  # pyarrow and others put the errno in the text only
+        found = re.search(r"errno (\d+)", str(exc), re.IGNORECASE)
+        code = int(found.group(1)) if found else None
+    path = exc.filename if exc.filename is not None else "an output file"
+    reason = (exc.strerror or os.strerror(code)) if code is not None else str(exc)
+    if code in _DISK_FULL:
+        return (
+            f"the disk is full (or over quota): cannot write {path} ({reason}). Free space (or "
+            "move the repository to a bigger disk) and run again; outputs written earlier are "
+            "intact and finished work is kept."
+        )
+    if code in _NOT_WRITABLE:
+        return (
+            f"cannot write {path} ({reason}): make that folder writable (or run from a writable "
+            "copy of the repository) and run again; outputs written earlier are intact."
+        )
+    if code == errno.EIO:
+        return (
+            f"input/output error on {path} ({reason}): the disk or its file system is failing "
+            "(see `dmesg`); check it and run again."
+        )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,10 +318,10 @@ def run_stage(description: str, body: Callable[[Params, argparse.Namespace], Non
     args = parser.parse_args()
 
     def call() -> int:
-        body(load_params(args.params, args.overrides), args)
+        body(_load_params(args), args)
         return 0
 
-    sys.exit(run_guarded(call, args.traceback))
+    sys.exit(run_guarded(call, args.traceback, stage=True))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -226,7 +226,12 @@ class FeatureParams(_Section):
     Distances in metres, times in seconds; the frame is the ego rear axle at the present step.
     """
 
-    radius_m: float = Field(120.0, gt=0.0, le=500.0, description="map/agent query radius")
+    radius_m: float = Field(
+        120.0,
+        gt=0.0,
+        le=500.0,
+        description="half side of the map-polygon square; static-object radius (agents: no cut)",
+    )
     history_horizon_s: float = Field(2.0, gt=0.0, le=10.0)
     future_horizon_s: float = Field(8.0, gt=0.0, le=20.0)
     sample_interval_s: float = Field(0.1, gt=0.0, le=1.0, description="multiple of 0.05 s")
@@ -239,7 +244,9 @@ class FeatureParams(_Section):
     build_cost_map: bool = True
     cost_map_size: int = Field(600, ge=16, le=2000, description="pixels per side")
     cost_map_resolution_m: float = Field(0.2, gt=0.0, le=2.0, description="metres per pixel")
-    build_causal: bool = Field(True, description="leading agent, red-light wait, free path")
+    build_causal: bool = Field(
+        True, description="PLUTO's causal keys: leading agents, red lights, free path, interaction"
+    )
     max_failure_ratio: float = Field(
         0.05, ge=0.0, le=1.0, description="the stage fails above this share of failed scenarios"
     )

@@ -134,4 +134,9 @@ def describe(report: BuildReport) -> str:
     ]
     if report.rebuilt_all:
         lines.insert(0, "features or feature code changed: the earlier cache was discarded")
+    if report.corrupt_shards:
+        lines.append(
+            f"repaired {len(report.corrupt_shards)} corrupt shard(s) (bytes did not match their "
+            f"SHA-256 name), written again: {', '.join(report.corrupt_shards)}"
+        )
     return "\n".join(lines)

@@ -5,9 +5,10 @@
 1. sorts the selection and plans shards (:mod:`~pluto_dvc.cache.plan`); every shard has a spec
    (hash of the feature fingerprint and its rows, log file identities included);
 2. reads the footers of the shards already on disk: a shard whose spec is planned again is kept
-   as it is (an interrupted run resumes here; unchanged parts of a grown selection too); any
-   other shard of the same fingerprint lends its samples' blobs (copied, CRC-checked, never
-   recomputed); shards of another fingerprint are deleted (features or their code changed);
+   as it is (an interrupted run resumes here; unchanged parts of a grown selection too) once its
+   SHA-256 matches its name (a shard whose bytes changed is written again); any other shard of
+   the same fingerprint, and a corrupt one, lends its samples' blobs (copied, CRC-checked, never
+   recomputed); shards of another fingerprint, and footers that are malformed, are deleted;
 3. runs one task per missing shard (:mod:`~pluto_dvc.cache.worker`) through
    :func:`pluto_dvc.workers.run_per_log` (sequential, processes or Ray). A task opens each of its
    logs once, builds or copies every sample and writes one shard (temp file, fsync, rename): a
@@ -30,6 +31,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ from pluto_dvc.cache.manifest import (
     write_parquet,
 )
 from pluto_dvc.cache.plan import plan_shards, shard_spec, sort_selection
-from pluto_dvc.cache.shard import TMP_PREFIX, BlobRef, is_shard_name, read_footer
+from pluto_dvc.cache.shard import TMP_PREFIX, BlobRef, file_sha256, is_shard_name, read_footer
 from pluto_dvc.cache.source import SampleSource
 from pluto_dvc.cache.worker import (
     FAILURE_COLUMNS,
@@ -61,10 +63,11 @@ from pluto_dvc.cache.worker import (
     ShardResult,
     ShardTask,
     build_shard,
+    footer_problem,
 )
 from pluto_dvc.errors import DataError, PlutoDvcError
 from pluto_dvc.params import WorkerParams
-from pluto_dvc.workers import run_per_log
+from pluto_dvc.workers import resolve_num_workers, run_per_log
 
 
 class CacheBuildError(PlutoDvcError):
@@ -86,6 +89,7 @@ class BuildReport:
     shards_written: int
     shards_kept: int
     rebuilt_all: bool  # an earlier cache of other features (or feature code) was discarded
+    corrupt_shards: list[str]  # shards whose bytes did not match their name: written again
     seconds: float
     peak_worker_rss_mb: float
 
@@ -132,6 +136,8 @@ def _scan_shards(cache_dir: Path, fingerprint: str) -> tuple[dict[str, dict], bo
         try:
             footer = read_footer(path)
         except DataError:
+            footer = {}
+        if footer and footer_problem(footer):
             footer = {}
         if footer.get("format") != SHARD_FORMAT or footer.get("fingerprint") != fingerprint:
             discarded = discarded or bool(footer)
@@ -221,6 +227,23 @@ class _Plan:
     done: dict[str, tuple[str, dict]]  # spec -> (file name, footer) of shards kept as they are
     tasks: list[ShardTask]  # one per shard to write
     discarded: bool
+    corrupt: list[str]  # names of finished shards whose SHA-256 did not match: rebuilt
+
+
+def _corrupt_names(shards_dir: Path, names: list[str], worker: WorkerParams) -> list[str]:
+    """The shards among ``names`` whose bytes do not hash to their name (threads: hashlib
+    releases the GIL); an unreadable file counts as corrupt."""
+
+    def bad(name: str) -> bool:
+        try:
+            return file_sha256(shards_dir / name) != name.removesuffix(".shard")
+        except OSError:
+            return True
+
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(names), resolve_num_workers(worker))) as pool:
+        return [n for n, b in zip(names, pool.map(bad, names), strict=True) if b]
 
 
 def _plan(
@@ -237,11 +260,14 @@ def _plan(
     ranges = plan_shards(table, samples_per_shard)
     specs = [shard_spec(fingerprint, table.iloc[a:b], ids_by_path) for a, b in ranges]
     footers, discarded = _scan_shards(cache_dir, fingerprint)
+    planned = set(specs)
     done = {
         f["spec"]: (name, f)
         for name, f in footers.items()
-        if not RETRYABLE_KINDS.intersection(f["failures"]["kind"])
+        if f["spec"] in planned and not RETRYABLE_KINDS.intersection(f["failures"]["kind"])
     }
+    corrupt = _corrupt_names(shards_dir, sorted(name for name, _ in done.values()), worker)
+    done = {spec: kept for spec, kept in done.items() if kept[0] not in corrupt}
     rows = [tuple(r) for r in table[["log_name", "token", "scenario_type", "log_path"]].values]
     todo = [i for i, spec in enumerate(specs) if spec not in done]
     needed = {(r[0], r[1]): ids_by_path[r[3]] for i in todo for r in rows[slice(*ranges[i])]}
@@ -263,7 +289,7 @@ def _plan(
                 invalid={k: invalid[k] for k in keys if k in invalid},
             )
         )
-    return _Plan(ranges, specs, done, tasks, discarded)
+    return _Plan(ranges, specs, done, tasks, discarded, corrupt)
 
 
 def _run(plan: _Plan, total: int, worker: WorkerParams, progress: bool) -> dict[int, ShardResult]:
@@ -359,6 +385,7 @@ def build_cache(
         shards_written=len(results),
         shards_kept=len(plan.specs) - len(results),
         rebuilt_all=plan.discarded,
+        corrupt_shards=plan.corrupt,
         seconds=time.perf_counter() - start,
         peak_worker_rss_mb=max((r.peak_rss_mb for r in results.values()), default=0.0),
     )
@@ -367,15 +394,19 @@ def build_cache(
     return report
 
 
-def failure_message(report: BuildReport, failures: pa.Table) -> str:
-    """Why the build failed: counts, the most common reasons, where the details are."""
+def failure_message(report: BuildReport, failures: pa.Table, top: int = 5) -> str:
+    """Why the build failed: counts, the most common reasons (whole), where the details are."""
     s = report.summary
-    reasons = pd.Series(failures.column("reason").to_pylist()).str.slice(0, 160).value_counts()
-    top = "\n  ".join(f"{n} x {r}" for r, n in reasons.head(3).items())
+    reasons = Counter(failures.column("reason").to_pylist()).most_common()
+    lines = [f"{n} x {reason}" for reason, n in reasons[:top]]
+    if len(reasons) > top:
+        rest = sum(n for _, n in reasons[top:])
+        lines.append(f"... {len(reasons) - top} other reasons ({rest} scenarios)")
+    listed = "\n  ".join(lines)
     return (
         f"{s['num_failures']} of {s['num_scenarios']} scenarios failed "
         f"({s['failure_ratio']:.1%}), above features.max_failure_ratio = "
-        f"{s['max_failure_ratio']:g}. Most common reasons:\n  {top}\n"
+        f"{s['max_failure_ratio']:g}. Most common reasons:\n  {listed}\n"
         f"Every failure (token, log, kind, reason) is in {report.cache_dir / FAILURES} "
         "(`pluto-dvc cache inspect --failures`). Fix the data or the feature builder, or raise "
         "features.max_failure_ratio. Built samples are kept: the next build retries only the "

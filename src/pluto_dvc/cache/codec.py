@@ -156,8 +156,9 @@ def _parse_schema(head: bytes) -> _Schema:
             keys.append(key)
             dtypes.append(_checked_dtype(dtype_text))
             ndims.append(ndim)
-    except (ValueError, TypeError) as exc:
-        raise SampleCodecError(f"blob header is malformed: {exc}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise SampleCodecError(f"blob header is malformed: {what}") from None
     sizes = sorted({d.itemsize for d in dtypes}, reverse=True)
     ends = np.cumsum([0, *ndims]).tolist()
     group_of = tuple(sizes.index(d.itemsize) for d in dtypes)

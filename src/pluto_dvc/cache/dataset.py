@@ -5,8 +5,10 @@ Torch-free (wrap it in a ``torch.utils.data.Dataset`` or hand it to a DataLoader
 decode. There is no directory scan. ``batch(indices)`` returns the collated batch, decoded straight
 into the padded (B, ...) arrays: the fast path for training (with a torch DataLoader: pass a
 ``BatchSampler`` as ``sampler`` and ``batch_size=None``, and let the dataset's ``__getitem__`` call
-``batch``). Each process verifies a shard's SHA-256 the first time it
-touches it; a mismatch raises :class:`~pluto_dvc.cache.shard.CacheCorruptError` naming the shard.
+``batch``). The manifest is checked when it is loaded (checksum, shard names, byte ranges: see
+:mod:`.manifest`); each process verifies a shard's SHA-256 the first time it touches it, and a
+sample that does not decode is corrupt too: either raises
+:class:`~pluto_dvc.cache.shard.CacheCorruptError` naming the shard.
 File descriptors are opened lazily per process (safe across ``fork``; the object pickles without
 them for spawn-based loaders) and at most ``max_open_files`` stay open.
 """
@@ -24,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pluto_dvc.cache.codec import CODEC, decode_batch, decode_sample
+from pluto_dvc.cache.codec import CODEC, SampleCodecError, decode_batch, decode_sample
 from pluto_dvc.cache.manifest import read_manifest
-from pluto_dvc.cache.shard import read_blob, verify_shard
+from pluto_dvc.cache.shard import CacheCorruptError, corrupt, read_blob, verify_shard
 from pluto_dvc.errors import DataError
 
 
@@ -78,11 +80,28 @@ class CacheDataset:
         return int(self._shard.shape[0])
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return decode_sample(self.read_blob(index))
+        blob = self.read_blob(index)
+        try:
+            return decode_sample(blob)
+        except SampleCodecError as exc:
+            raise self._undecodable(index, exc) from None
 
     def batch(self, indices: Iterable[int]) -> dict[str, np.ndarray]:
         """The collated batch of samples ``indices`` (equal to ``collate([self[i] for i in ...])``)."""
-        return decode_batch([self.read_blob(int(i)) for i in indices])
+        indices = [int(i) for i in indices]
+        blobs = [self.read_blob(i) for i in indices]
+        try:
+            return decode_batch(blobs)
+        except SampleCodecError as exc:
+            for i, blob in zip(indices, blobs, strict=True):  # name the sample that is bad
+                try:
+                    decode_sample(blob)
+                except SampleCodecError as one:
+                    raise self._undecodable(i, one) from None
+            raise self._undecodable(indices[0], exc) from None
+
+    def _undecodable(self, index: int, exc: SampleCodecError) -> CacheCorruptError:
+        return corrupt(self._paths[int(self._shard[index])], f"sample {index}: {exc}")
 
     def key(self, index: int) -> tuple[str, str, str]:
         """(log_name, token, scenario_type) of sample ``index``."""

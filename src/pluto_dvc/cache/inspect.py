@@ -1,8 +1,9 @@
 """``pluto-dvc cache inspect`` and ``pluto-dvc cache verify``.
 
 ``inspect_cache`` gathers counts, per-type counts, bytes per sample, failures by kind and the arrays
-of one sample; ``verify_cache`` checks every shard's SHA-256, footer, and every sample's CRC-32
-and bounds, and raises :class:`CacheCorruptError` naming every bad shard.
+of one sample; ``verify_cache`` checks the manifest (checksum, rows against each shard's footer,
+counts against its metadata) and every shard's SHA-256, footer and samples' CRC-32, and raises
+:class:`CacheCorruptError` naming every problem.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from pluto_dvc.cache.dataset import CacheDataset
-from pluto_dvc.cache.manifest import SHARDS, read_failures, read_manifest
+from pluto_dvc.cache.manifest import (
+    FAILURES,
+    MANIFEST,
+    SHARDS,
+    bad_shard_entries,
+    load_manifest,
+    manifest_problems,
+    read_failures,
+)
 from pluto_dvc.cache.shard import (
     CacheCorruptError,
     file_sha256,
@@ -25,6 +34,7 @@ from pluto_dvc.cache.shard import (
     read_blob,
     read_footer,
 )
+from pluto_dvc.cache.worker import SAMPLE_COLUMNS, footer_problem
 
 
 def inspect_cache(
@@ -107,17 +117,17 @@ def format_inspection(info: dict[str, Any]) -> str:
 
 
 def format_failures(cache_dir: str | Path, limit: int = 20) -> str:
-    """The failures table: counts by kind and reason, then the first ``limit`` rows."""
+    """The failures table: counts by kind and whole reason, then the first ``limit`` rows."""
     table = read_failures(cache_dir)
     if table.num_rows == 0:
         return "no failures"
     rows = table.to_pylist()
-    counts = Counter((r["kind"], r["reason"][:120]) for r in rows)
+    counts = Counter((r["kind"], r["reason"]) for r in rows)
     lines = [f"{table.num_rows} failed scenarios", "by kind and reason:"]
-    lines += [f"  {n:>6} {kind:<8} {reason}" for (kind, reason), n in counts.most_common(10)]
+    lines += [f"  {n:>6} {kind:<8} {reason}" for (kind, reason), n in counts.most_common()]
     lines.append(f"first {min(limit, len(rows))}:")
     lines += [
-        f"  {r['log_name']} {r['token']} {r['scenario_type']} {r['kind']}: {r['reason'][:120]}"
+        f"  {r['log_name']} {r['token']} {r['scenario_type']} {r['kind']}: {r['reason']}"
         for r in rows[:limit]
     ]
     return "\n".join(lines)
@@ -134,64 +144,117 @@ class VerifyReport:
 def verify_cache(
     cache_dir: str | Path, progress: Callable[[int], None] | None = None
 ) -> VerifyReport:
-    """Check every shard and sample of the manifest; CacheCorruptError lists all bad shards."""
-    manifest = read_manifest(cache_dir)
-    shard_col = manifest.table.column("shard").to_numpy()
-    offsets = manifest.table.column("offset").to_numpy()
-    lengths = manifest.table.column("length").to_numpy()
-    crcs = manifest.table.column("crc32").to_numpy()
+    """Check the manifest (checksum, shard names, rows vs each shard's footer, counts vs the
+    metadata and failures.parquet) and every shard (size, SHA-256, footer, each sample's CRC-32);
+    CacheCorruptError lists every problem."""
+    manifest = load_manifest(cache_dir)
+    path = Path(cache_dir) / MANIFEST
+    problems = [f"{path}: {p}" for p in manifest_problems(manifest)]
+    if bad_shard_entries(manifest.meta):  # never open a path the manifest made up
+        raise _corrupt_cache(cache_dir, problems)
+    table, meta = manifest.table, manifest.meta
+    shard_col = table.column("shard").to_numpy()
     order = np.argsort(shard_col, kind="stable")
     bounds = np.searchsorted(shard_col[order], np.arange(len(manifest.shards) + 1))
-    problems: list[str] = []
+    rows = table.select(SAMPLE_COLUMNS).to_pydict()
     total = 0
+    failures_listed = 0
+    samples_listed = sum(s["samples"] for s in manifest.shards)
     for i, shard in enumerate(manifest.shards):
-        path = manifest.shard_path(i)
-        rows = order[bounds[i] : bounds[i + 1]]
+        shard_path = manifest.shard_path(i)
+        picked = order[bounds[i] : bounds[i + 1]].tolist()
+        expected = {c: [rows[c][r] for r in picked] for c in SAMPLE_COLUMNS}
         try:
-            problems.extend(_verify_one(path, shard, rows, offsets, lengths, crcs))
+            problems.extend(_verify_one(shard_path, shard, expected))
         except OSError as exc:
-            problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
+            problems.append(f"{shard_path}: cannot be read ({exc.strerror or exc})")
         total += shard["bytes"]
+        failures_listed += shard["failures"]
         if progress:
             progress(1)
+    failures = read_failures(cache_dir).num_rows
+    for what, value, want in (
+        ("num_failures", meta.get("num_failures"), failures_listed),
+        ("num_scenarios", meta.get("num_scenarios"), samples_listed + failures_listed),
+    ):
+        if value != want:
+            problems.append(f"{path}: metadata {what} is {value!r}, the shard table says {want}")
+    if failures != failures_listed:
+        problems.append(
+            f"{Path(cache_dir) / FAILURES}: {failures} rows, the shard table lists "
+            f"{failures_listed} failures"
+        )
     shards_dir = Path(cache_dir) / SHARDS
     known = {s["name"] for s in manifest.shards}
     extra = sorted(e for e in os.listdir(shards_dir) if is_shard_name(e) and e not in known)
     if problems:
-        raise CacheCorruptError(
-            f"{len(problems)} problem(s) in cache {cache_dir}:\n  "
-            + "\n  ".join(problems)
-            + "\nRestore with `dvc checkout data/cache` or delete the bad shard(s) and run "
-            "`dvc repro build_cache` (only those shards are rebuilt)."
-        )
-    return VerifyReport(len(manifest.shards), manifest.table.num_rows, total, extra)
+        raise _corrupt_cache(cache_dir, problems)
+    return VerifyReport(len(manifest.shards), table.num_rows, total, extra)
 
 
-def _verify_one(path: Path, shard: dict, rows, offsets, lengths, crcs) -> list[str]:
+def _corrupt_cache(cache_dir: str | Path, problems: list[str]) -> CacheCorruptError:
+    return CacheCorruptError(
+        f"{len(problems)} problem(s) in cache {cache_dir}:\n  "
+        + "\n  ".join(problems)
+        + "\nRestore with `dvc checkout data/cache`, or run `dvc repro -f build_cache` (it "
+        "writes only the bad shards again, and the manifest)."
+    )
+
+
+def _verify_one(path: Path, shard: dict, expected: dict[str, list]) -> list[str]:
+    """Problems of one shard: ``expected`` are its manifest rows (SAMPLE_COLUMNS, in order)."""
     if not path.is_file():
         return [f"{path}: missing"]
     problems = []
-    if path.stat().st_size != shard["bytes"]:
-        problems.append(f"{path}: size {path.stat().st_size}, expected {shard['bytes']}")
+    size = path.stat().st_size
+    if size != shard["bytes"]:
+        problems.append(f"{path}: size {size}, expected {shard['bytes']}")
     digest = file_sha256(path)
     if digest != shard["sha256"]:
         problems.append(f"{path}: SHA-256 mismatch ({digest[:16]}... != {shard['sha256'][:16]}...)")
     try:
         footer = read_footer(path)
-        if len(footer["samples"]["token"]) != shard["samples"]:
-            problems.append(f"{path}: footer lists {len(footer['samples']['token'])} samples")
+        problem = footer_problem(footer)
+        if problem:
+            problems.append(f"{path}: {problem}")
+        else:
+            problems.extend(_footer_vs_manifest(path, footer, shard, expected))
     except CacheCorruptError as exc:
         problems.append(str(exc).split(". Restore")[0])
     fd = os.open(path, os.O_RDONLY)
     try:
         bad = 0
-        for r in rows:
+        for offset, length, crc in zip(
+            expected["offset"], expected["length"], expected["crc32"], strict=True
+        ):
             try:
-                read_blob(fd, int(offsets[r]), int(lengths[r]), int(crcs[r]), path)
+                read_blob(fd, offset, length, crc, path)
             except CacheCorruptError:
                 bad += 1
         if bad:
             problems.append(f"{path}: {bad} sample(s) fail their CRC-32")
     finally:
         os.close(fd)
+    return problems
+
+
+def _footer_vs_manifest(path: Path, footer: dict, shard: dict, expected: dict) -> list[str]:
+    samples = footer["samples"]
+    problems = []
+    if len(samples["token"]) != shard["samples"]:
+        problems.append(
+            f"{path}: footer lists {len(samples['token'])} samples, the manifest's shard table "
+            f"{shard['samples']}"
+        )
+    if len(footer["failures"]["token"]) != shard["failures"]:
+        problems.append(
+            f"{path}: footer lists {len(footer['failures']['token'])} failures, the manifest's "
+            f"shard table {shard['failures']}"
+        )
+    differ = [c for c in SAMPLE_COLUMNS if samples[c] != expected[c]]
+    if differ:
+        problems.append(
+            f"{path}: the manifest's {len(expected['token'])} rows of this shard differ from its "
+            f"footer ({len(samples['token'])} samples) in {differ}"
+        )
     return problems

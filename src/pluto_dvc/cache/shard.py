@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pluto_dvc.cache.codec import MAX_SAMPLE_BYTES
 from pluto_dvc.errors import DataError
+from pluto_dvc.io import with_path
 
 MAGIC = b"PLUTOSH1"
 END = b"PLUTOEND"
@@ -36,6 +38,8 @@ TMP_PREFIX = ".tmp-"
 _TRAILER = struct.Struct("<QII8s")
 _NAME = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
+# The largest blob a reader accepts: a sample's limit plus LZ4's worst-case growth and a header.
+MAX_BLOB_BYTES = MAX_SAMPLE_BYTES + MAX_SAMPLE_BYTES // 255 + (1 << 20)
 
 
 class CacheCorruptError(DataError):
@@ -45,7 +49,7 @@ class CacheCorruptError(DataError):
 def corrupt(shard: str | Path, what: str) -> CacheCorruptError:
     return CacheCorruptError(
         f"cache shard {shard} is corrupt: {what}. Restore it with `dvc checkout data/cache` "
-        "(or delete it and run `dvc repro build_cache`, which rebuilds only that shard); "
+        "(or run `dvc repro -f build_cache`, which writes only the corrupt shards again); "
         "`pluto-dvc cache verify` checks every shard"
     )
 
@@ -53,6 +57,11 @@ def corrupt(shard: str | Path, what: str) -> CacheCorruptError:
 def is_shard_name(name: str) -> bool:
     """True for ``<64 hex>.shard`` (a finished shard; temporaries start with ``.tmp-``)."""
     return name.endswith(SUFFIX) and _NAME.fullmatch(name[: -len(SUFFIX)]) is not None
+
+
+def shard_data_end(size: int) -> int:
+    """The furthest a blob can reach in a shard file of ``size`` bytes (its trailer follows)."""
+    return size - _TRAILER.size
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,10 @@ class ShardWriter:
         self._write(MAGIC)
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:  # a full disk: say which file
+            raise with_path(exc, self.tmp) from None
         self._hash.update(data)
         self._pos += len(data)
 
@@ -98,8 +110,11 @@ class ShardWriter:
         offset = self._pos
         self._write(data)
         self._write(_TRAILER.pack(offset, len(data), zlib.crc32(data), END))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise with_path(exc, self.tmp) from None
         self._file.close()
         final = self.directory / f"{self._hash.hexdigest()}{SUFFIX}"
         os.replace(self.tmp, final)
@@ -150,9 +165,13 @@ def read_footer(path: str | Path) -> dict[str, Any]:
     if zlib.crc32(data) != crc:
         raise corrupt(path, "footer checksum mismatch")
     try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise corrupt(path, f"footer is not JSON ({exc})") from None
+        footer = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise corrupt(path, f"footer is not JSON ({what})") from None
+    if not isinstance(footer, dict):
+        raise corrupt(path, "footer is not a JSON object")
+    return footer
 
 
 def file_sha256(path: str | Path) -> str:
@@ -177,8 +196,17 @@ def verify_shard(path: str | Path, sha256: str | None = None) -> None:
 
 
 def read_blob(fd: int, ref_offset: int, length: int, crc32: int, shard: str | Path) -> bytes:
-    """``length`` bytes at ``ref_offset`` of an open shard, checked against ``crc32``."""
-    blob = os.pread(fd, length, ref_offset)
+    """``length`` bytes at ``ref_offset`` of an open shard, checked against ``crc32``.
+
+    Offsets and lengths come from a manifest or footer, which may be crafted: they are bounded
+    (``0 < length <= MAX_BLOB_BYTES``, ``offset >= len(MAGIC)``) before anything is read.
+    """
+    if ref_offset < len(MAGIC) or not 0 < length <= MAX_BLOB_BYTES:
+        raise corrupt(shard, f"sample at offset {ref_offset} has an impossible length {length}")
+    try:
+        blob = os.pread(fd, length, ref_offset)
+    except (OSError, OverflowError) as exc:
+        raise corrupt(shard, f"sample at offset {ref_offset} cannot be read ({exc})") from None
     if len(blob) != length:
         raise corrupt(shard, f"sample at offset {ref_offset} is truncated")
     if zlib.crc32(blob) != crc32:

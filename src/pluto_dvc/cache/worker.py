@@ -5,8 +5,9 @@ for each scenario the worker copies the blob of an earlier shard (CRC-checked), 
 ``invalid`` failure, or builds the sample with the source's log (opened once per log, on first
 need). A scenario that raises is recorded with a kind: ``invalid`` (the source's invalid error,
 e.g. FeatureError), ``error`` (any other exception; the reason names where it was raised) or
-``log`` (the log or its map could not be opened). The shard's footer lists its samples and
-failures, so a finished shard is its own commit record.
+``log`` (the log or its map could not be opened). A sample holding NaN or infinity is refused
+before it is written (kind ``invalid``, the reason names the arrays): training never meets one.
+The shard's footer lists its samples and failures, so a finished shard is its own commit record.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import os
 import resource
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pluto_dvc.cache.codec import CODEC, encode_sample
 from pluto_dvc.cache.shard import BlobRef, CacheCorruptError, ShardWriter, read_blob
@@ -27,7 +31,7 @@ SHARD_FORMAT = "pluto-dvc-shard/1"
 SAMPLE_COLUMNS = ("log_name", "token", "scenario_type", "offset", "length", "crc32")
 FAILURE_COLUMNS = ("log_name", "token", "scenario_type", "kind", "reason")
 RETRYABLE_KINDS = frozenset({"error", "log"})
-MAX_REASON_CHARS = 500
+MAX_REASON_CHARS = 4000  # whole messages; only a runaway one is cut
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,39 @@ class _OldBlobs:
         self.fds.clear()
 
 
+def non_finite(sample: Mapping[str, np.ndarray]) -> str | None:
+    """Why a sample must not be stored (NaN or infinity in float arrays), or None."""
+    bad = []
+    for key in sorted(sample):
+        array = np.asarray(sample[key])
+        if array.dtype.kind in "fc":
+            count = array.size - int(np.count_nonzero(np.isfinite(array)))
+            if count:
+                bad.append(f"{key} ({count} of {array.size})")
+    return f"non-finite values (NaN or inf) in {', '.join(bad)}" if bad else None
+
+
+def footer_problem(footer: Mapping[str, Any]) -> str | None:
+    """What makes a shard footer unusable (missing or malformed parts), or None."""
+    for key, kind in (("format", str), ("fingerprint", str), ("spec", str), ("logs", dict)):
+        if not isinstance(footer.get(key), kind):
+            return f"footer has no valid {key!r}"
+    for part, columns, ints in (
+        ("samples", SAMPLE_COLUMNS, SAMPLE_COLUMNS[3:]),
+        ("failures", FAILURE_COLUMNS, ()),
+    ):
+        table = footer.get(part)
+        if not isinstance(table, dict) or not all(isinstance(table.get(c), list) for c in columns):
+            return f"footer has no valid {part!r} table"
+        if len({len(table[c]) for c in columns}) > 1:
+            return f"footer's {part!r} columns differ in length"
+        for c in columns:
+            kind = int if c in ints else str
+            if not all(type(v) is kind for v in table[c]):
+                return f"footer's {part}.{c} holds values that are not {kind.__name__}"
+    return None
+
+
 def _compute(log: _OpenLog, row: tuple[str, str, str, str], source: SampleSource):
     """(blob, None, None) or (None, kind, reason) for one scenario."""
     log_name, token, _, log_path = row
@@ -116,7 +153,11 @@ def _compute(log: _OpenLog, row: tuple[str, str, str, str], source: SampleSource
     except KeyError:
         return None, "error", f"token {token} is not a frame of log {log_name} (stale selection?)"
     try:
-        return encode_sample(opened.build(frame)), None, None
+        sample = opened.build(frame)
+        problem = non_finite(sample)
+        if problem:
+            return None, "invalid", problem
+        return encode_sample(sample), None, None
     except source.invalid_errors as exc:
         return None, "invalid", _reason(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one sample must not stop the build

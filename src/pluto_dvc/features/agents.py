@@ -2,7 +2,8 @@
 
 ``LogTimeline`` is built once per log (box -> frame, category recoding, ego arrays); per scenario
 ``build_agents`` slices the frames of the window, keeps the ``max_agents`` vehicles, pedestrians
-and bicycles nearest to the ego at the present step and writes them in the ego frame.
+and bicycles nearest to the ego centre at the present step (as PLUTO: no distance cut) and writes
+them in the ego frame.
 """
 
 from __future__ import annotations
@@ -99,12 +100,13 @@ def build_agents(
     window: Window,
     origin: np.ndarray,
     angle: float,
+    center: np.ndarray,
     max_agents: int,
-    radius: float,
     slot_of_track: np.ndarray,
-) -> AgentFeatures:
-    """Ego (row 0) and up to ``max_agents`` agents nearest to the ego centre (and within
-    ``radius`` m of it), in the ego frame.
+) -> tuple[AgentFeatures, np.ndarray]:
+    """Ego (row 0) and the ``max_agents`` agents present now that are nearest to the ego centre,
+    however far (PLUTO applies no distance cut), in the ego frame, and the (A-1,) int64 track
+    index of rows 1.. .
 
     slot_of_track: (num_tracks,) int64 scratch array filled with -1 (returned filled with -1).
     """
@@ -117,10 +119,7 @@ def build_agents(
     now = tracks.rows(window.present_frame)
     cat_now = timeline.agent_category[now]
     rows_now = np.arange(now.start, now.stop)[cat_now > 0]
-    center = ego_center(origin, angle)
     dist = np.hypot(tracks.x[rows_now] - center[0], tracks.y[rows_now] - center[1])
-    near = dist <= radius
-    rows_now, dist = rows_now[near], dist[near]
     order = np.lexsort((tracks.track_index[rows_now], dist))[:max_agents]
     rows_now = rows_now[order]
     a_count = 1 + len(rows_now)
@@ -168,7 +167,7 @@ def build_agents(
     target[..., :2] = position[:, future] - position[:, present : present + 1]
     target[..., 2] = wrap_angle(heading[:, future] - heading[:, present : present + 1])
     target *= valid[:, future, None]
-    return AgentFeatures(
+    features = AgentFeatures(
         position=(position * valid[..., None]).astype(np.float32),
         heading=(heading * valid).astype(np.float32),
         velocity=(velocity * valid[..., None]).astype(np.float32),
@@ -177,6 +176,20 @@ def build_agents(
         valid_mask=valid,
         target=target.astype(np.float32),
     )
+    return features, tracks.track_index[rows_now].astype(np.int64)
+
+
+def clean_ego_future(agents: AgentFeatures, present: int, future_valid: np.ndarray) -> None:
+    """Label cleaning in place: the ego row's future steps where ``future_valid`` (F,) is False
+    become invalid, their values (and targets) zero like any padding."""
+    cut = ~future_valid
+    if not cut.any():
+        return
+    steps = present + 1 + np.flatnonzero(cut)
+    agents.valid_mask[0, steps] = False
+    for array in (agents.position, agents.heading, agents.velocity, agents.shape):
+        array[0, steps] = 0
+    agents.target[0, cut] = 0
 
 
 def current_state(timeline: LogTimeline, window: Window) -> np.ndarray:

@@ -60,6 +60,24 @@ def resample_polyline(polyline: np.ndarray, num_points: int) -> np.ndarray:
     return resample_at(polyline, cum, np.linspace(0.0, cum[-1], num_points))
 
 
+def project_point(point: np.ndarray, line: np.ndarray, cum: np.ndarray) -> tuple[float, float]:
+    """Arc length and signed lateral offset (left positive) of one (2,) point on an (N, 2)
+    polyline with cumulative lengths ``cum`` (N,): the nearest point over all segments (the
+    first on ties); an (1, 2) line gives (0, distance)."""
+    if len(line) < 2:
+        return 0.0, float(np.hypot(*(point - line[0])))
+    a = line[:-1]
+    ab = line[1:] - a
+    ap = point - a
+    len2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12)
+    t = np.clip(np.einsum("ij,ij->i", ap, ab) / len2, 0.0, 1.0)
+    diff = ap - t[:, None] * ab
+    k = int(np.argmin(np.einsum("ij,ij->i", diff, diff)))
+    cross = ab[k, 0] * ap[k, 1] - ab[k, 1] * ap[k, 0]
+    d = float(np.hypot(*diff[k])) * (1.0 if cross >= 0 else -1.0)
+    return float(cum[k] + t[k] * np.sqrt(len2[k])), d
+
+
 def project_onto_polylines(
     points: np.ndarray, lines: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@
 - the lane graph over the *lane-like* rows (lanes and connectors, ``K = n_lanes + n_connectors``):
   successors in the driving direction, dense centrelines with cumulative arc length, an STRtree
   of the centrelines;
-- the directed edges of the lane and connector polygons for the cost-map rasteriser;
+- the exterior rings of the lane and connector polygons for the cost-map rasteriser;
 - an STRtree of the drivable area (roadblocks, roadblock connectors, carparks);
 - the roadblock graph used to reconnect an ego that starts off its route.
 """
@@ -46,8 +46,9 @@ class FeatureMap:
     centerline: K dense polylines (the map's baseline paths); centerline_cum: (pts,) float64 arc
     length of every point from its polyline's start; length: (K,) float64 m.
     centerline_tree: STRtree over the K centrelines.
-    edges: (E, 4) float64 directed polygon edges of the K lane-like shapes, exterior rings
-    counter-clockwise; edge_offsets: (K+1,) CSR; shape_bounds: (K, 4) xmin, ymin, xmax, ymax.
+    ring_points: (Q, 2) float64 exterior-ring vertices of the K lane-like shapes (one ring per
+    polygon part, simplified by RASTER_SIMPLIFY_M); ring_offsets: (nr+1,) CSR of rings into
+    ring_points; row_rings: (K+1,) CSR of rows into rings.
     drivable_tree: STRtree of the drivable-area polygons.
     roadblock_successors: roadblock / roadblock-connector id -> sorted successor ids.
     """
@@ -70,9 +71,9 @@ class FeatureMap:
     centerline_cum: np.ndarray
     length: np.ndarray
     centerline_tree: shapely.STRtree
-    edges: np.ndarray
-    edge_offsets: np.ndarray
-    shape_bounds: np.ndarray
+    ring_points: np.ndarray
+    ring_offsets: np.ndarray
+    row_rings: np.ndarray
     drivable_tree: shapely.STRtree
     roadblock_successors: dict[int, tuple[int, ...]]
 
@@ -97,15 +98,16 @@ class FeatureMap:
         hit = self.connector_fid_sorted[pos] == connector_fids
         return np.where(hit, self.connector_row_sorted[pos], -1)
 
-    def edges_of(self, rows: np.ndarray) -> np.ndarray:
-        """(E', 4) polygon edges of the given lane-like rows."""
-        starts = self.edge_offsets[rows]
-        counts = self.edge_offsets[rows + 1] - starts
-        total = int(counts.sum())
-        if total == 0:
-            return np.zeros((0, 4))
-        shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        return self.edges[shift + np.arange(total)]
+    def rings_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exterior rings of lane-like ``rows``: (Q', 2) vertices and (n'+1,) offsets."""
+        first, last = self.row_rings[rows], self.row_rings[rows + 1]
+        rings = np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)] or [[]])
+        rings = rings.astype(np.int64)
+        starts, stops = self.ring_offsets[rings], self.ring_offsets[rings + 1]
+        counts = stops - starts
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        index = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]))
+        return self.ring_points[index], offsets
 
 
 _CACHE: weakref.WeakKeyDictionary[NuPlanMap, dict[int, FeatureMap]] = weakref.WeakKeyDictionary()
@@ -167,7 +169,9 @@ def build_feature_map(m: NuPlanMap, num_points: int) -> FeatureMap:
         shapely.buffer(conns.centerline.linestrings(), DEFAULT_HALF_WIDTH_M, cap_style="flat"),
         conns.polygon,
     )
-    edges, edge_offsets, bounds = _polygon_edges(np.concatenate([lanes.polygon, raster_shapes]))
+    ring_points, ring_offsets, row_rings = _exterior_rings(
+        np.concatenate([lanes.polygon, raster_shapes])
+    )
 
     connector_order = np.argsort(conns.fid, kind="stable")
     return FeatureMap(
@@ -193,9 +197,9 @@ def build_feature_map(m: NuPlanMap, num_points: int) -> FeatureMap:
         centerline_cum=centerline_cum,
         length=length,
         centerline_tree=shapely.STRtree(centerline.linestrings()),
-        edges=edges,
-        edge_offsets=edge_offsets,
-        shape_bounds=bounds,
+        ring_points=ring_points,
+        ring_offsets=ring_offsets,
+        row_rings=row_rings,
         drivable_tree=shapely.STRtree(m.drivable_area.polygons),
         roadblock_successors=_roadblock_graph(m),
     )
@@ -234,21 +238,20 @@ def _crosswalk_polylines(polygon: shapely.Geometry, n: int) -> np.ndarray:
     return np.stack([resample_polyline(line, n) for line in (mid, left, right)])
 
 
-def _polygon_edges(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Directed edges (E, 4) of K (multi)polygons (exteriors counter-clockwise, holes clockwise),
-    their (K+1,) CSR offsets and the (K, 4) bounds of each shape (NaN for an empty one)."""
+def _exterior_rings(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exterior rings of K (multi)polygons, simplified: (Q, 2) vertices, (nr+1,) ring offsets and
+    (K+1,) row -> ring offsets (an empty shape has no ring)."""
     k = len(shapes)
-    shapes = shapely.orient_polygons(shapely.simplify(shapes, RASTER_SIMPLIFY_M))
-    parts, part_owner = shapely.get_parts(shapes, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    parts, owner = shapely.get_parts(shapely.simplify(shapes, RASTER_SIMPLIFY_M), return_index=True)
+    keep = ~shapely.is_empty(parts)
+    parts, owner = parts[keep], owner[keep]
+    rings = shapely.get_exterior_ring(parts)
     coords, ring_index = shapely.get_coordinates(rings, return_index=True)
-    same = ring_index[:-1] == ring_index[1:]
-    edges = np.concatenate([coords[:-1][same], coords[1:][same]], axis=1)
-    edge_owner = part_owner[ring_part[ring_index[:-1][same]]]
-    order = np.argsort(edge_owner, kind="stable")
-    offsets = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(np.bincount(edge_owner, minlength=k), out=offsets[1:])
-    return edges[order], offsets, shapely.bounds(shapes)
+    ring_offsets = np.zeros(len(rings) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ring_index, minlength=len(rings)), out=ring_offsets[1:])
+    row_rings = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=k), out=row_rings[1:])
+    return coords, ring_offsets, row_rings
 
 
 def _roadblock_graph(m: NuPlanMap) -> dict[int, tuple[int, ...]]:

@@ -15,11 +15,12 @@ from pluto_dvc.features.map_index import CONNECTOR, FeatureMap
 from pluto_dvc.features.records import TL_UNKNOWN, MapFeatures
 
 
-def polygons_within(fmap: FeatureMap, origin: np.ndarray, radius: float) -> np.ndarray:
-    """(M',) int64 ascending rows of the polygons whose shape lies within ``radius`` m."""
-    rows = fmap.polygon_tree.query(
-        shapely.Point(float(origin[0]), float(origin[1])), predicate="dwithin", distance=radius
-    )
+def polygons_within(fmap: FeatureMap, center: np.ndarray, radius: float) -> np.ndarray:
+    """(M',) int64 ascending rows of the polygons whose shape meets the global axis-aligned box
+    of +-``radius`` m around ``center`` (the ego centre; PLUTO's ``get_proximal_map_objects``)."""
+    x, y = float(center[0]), float(center[1])
+    box = shapely.box(x - radius, y - radius, x + radius, y + radius)
+    rows = fmap.polygon_tree.query(box, predicate="intersects")
     return np.sort(rows).astype(np.int64)
 
 
@@ -48,15 +49,16 @@ def build_map_features(
     on_route: np.ndarray,
     tl_status: np.ndarray,
 ) -> tuple[MapFeatures, np.ndarray]:
-    """Features of the candidate polygon ``rows``; polygons with no centreline point inside the
-    +-radius square are dropped. on_route / tl_status: per candidate row. Returns the features and
+    """Features of the candidate polygon ``rows``; polygons with no centreline point strictly
+    inside the +-radius square of the ego frame are dropped (PLUTO's rule: a square, not a circle,
+    so polygons in its corners are kept). on_route / tl_status: per candidate row. Returns the features and
     the (M,) map-index rows kept, in feature order."""
     lines = fmap.polylines[rows]  # (M', 3, P+1, 2) global
     local = (lines - origin) @ rotation(angle)
     positions = local[:, :, :-1]
     vectors = np.diff(local, axis=2)
     centre = positions[:, 0]
-    valid = np.all(np.abs(centre) <= radius, axis=-1)  # (M', P)
+    valid = np.all(np.abs(centre) < radius, axis=-1)  # (M', P)
     keep = valid.any(axis=1)
     rows, positions, vectors, valid = rows[keep], positions[keep], vectors[keep], valid[keep]
     on_route, tl_status = on_route[keep], tl_status[keep]

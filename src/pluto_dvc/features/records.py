@@ -79,7 +79,9 @@ class _Record:
 
 @dataclass
 class AgentFeatures(_Record):
-    """Ego (row 0) and the nearest agents over the history, present and future.
+    """Ego (row 0) and the ``max_agents`` agents nearest to the ego centre now (no distance cut)
+    over the history, present and future. The ego row's future is label-cleaned: invalid (and
+    zeroed) from the first step inside the red-light connector ahead (``CausalInfo``).
 
     position: (A, T, 2) float32 rear axle (ego) / box centre (others).
     heading: (A, T) float32 rad. velocity: (A, T, 2) float32 m/s.
@@ -110,7 +112,8 @@ class AgentFeatures(_Record):
 
 @dataclass
 class MapFeatures(_Record):
-    """Map polygons (lanes, lane connectors, crosswalks) within the radius.
+    """Map polygons (lanes, lane connectors, crosswalks) meeting the global +-radius box around
+    the ego centre with a centreline point strictly inside the +-radius square of the ego frame.
 
     point_position / point_vector: (M, 3, P, 2) float32: centreline, left, right boundary, each
     resampled by arc length to P + 1 points: the first P points and the P differences.
@@ -190,7 +193,8 @@ class ReferenceLines(_Record):
 
 @dataclass
 class StaticObjects(_Record):
-    """Static objects at the present step within the radius that overlap the drivable area.
+    """Static objects at the present step within the radius of the ego centre that overlap the
+    drivable area.
 
     position: (S, 2) float32 box centre. heading: (S,) float32. shape: (S, 2) float32 width,
     length. category: (S,) int8 (STATIC_CATEGORIES). valid_mask: (S,) bool (all True in a
@@ -215,11 +219,14 @@ class StaticObjects(_Record):
 
 @dataclass
 class CostMap(_Record):
-    """Signed distance to the drivable-area edge, (H, W, 1) float16 metres.
+    """Signed distance to the drivable-area edge, (H, W, 1) float16 metres (``cost_map``).
 
-    Positive inside drivable space, negative outside. Pixel [i, j] is centred at ego-frame
-    ``x = (j + 0.5) * res - H * res / 2``, ``y = (i + 0.5) * res - H * res / 2`` (columns along
-    +x, rows along +y), so ``grid_sample`` coordinates are ``(x, y) / (H * res / 2)``.
+    Positive inside drivable space, negative outside; exact Euclidean distances between pixel
+    centres (a pixel next to the edge is +-res). PLUTO's orientation: ego-frame (x, y) lies at
+    column ``W/2 + x/res`` and row ``H/2 - y/res`` (rows run toward -y); pixel [i, j] is centred at
+    ``x = (j + 0.5 - W/2) * res``, ``y = (H/2 - i - 0.5) * res``. With
+    ``grid_sample(..., align_corners=False)`` the sampling coordinates of (x, y) are
+    ``(x / half, -y / half)``, ``half = W * res / 2``.
     """
 
     cost_maps: np.ndarray
@@ -230,33 +237,53 @@ class CostMap(_Record):
 
 @dataclass
 class CausalInfo(_Record):
-    """Causal facts for the contrastive augmentation (spec section 4).
+    """Causal facts for the contrastive augmentation, PLUTO's keys and definitions (``causal``).
 
-    leading_agent_index: () int16 row in the agent arrays of the nearest agent ahead on the ego's
-        reference line within the corridor, -1 if none.
-    ego_waits_at_red_light: () bool the ego is slow and the next connector on its line is red.
-    red_light_polygon_index: () int16 row in the map arrays of that connector, -1 if none.
-    free_path_points: (L, 2) float32 points of the ego reference line (zeros when the sample has
-        none); free_path_valid_mask: (L,) bool the points before the first obstacle on it.
-    interaction_label: (A,) bool agents whose future path comes near the ego's future path (the
-        ego row is False).
+    The *ego path* is the route-following centreline the ego drives on, from the projection of
+    the ego centre, ``causal.EGO_PATH_M`` long; the *corridor* is that path widened by the ego's
+    half width (square ends) united with the ego's box. *Leading objects* are the present
+    objects (every tracked object within ``causal.OBSTACLE_RADIUS_M`` of the ego centre, and the
+    red lane connectors of the route) whose shape meets the corridor, nearest to the ego's box
+    first.
+
+    leading_agent_mask: (A,) bool agents (rows of ``agent.*``) that are leading objects.
+    leading_distance: (A,) float32 m distance from the agent's box to the ego's box (0 elsewhere).
+    is_waiting_for_red_light_without_lead: () bool the nearest leading object is a red light.
+    ego_care_red_light_mask: (M,) bool map polygons (rows of ``map.*``) that are red-light
+        leading objects.
+    fixed_ego_future_valid_mask: (F,) bool the ego future up to (excluding) the first step whose
+        ego centre lies inside the nearest red-light connector ahead (all False when it is inside
+        now); also written into ``agent.valid_mask[0, present + 1:]`` (label cleaning).
+    free_path_points: (N, 3) float32 x, y, heading of ego-path vertices between
+        ``v^2 / 10 + length / 2 + 3`` m and ``end - 3`` m of path progress past the ego centre,
+        ``end`` = the nearest leading agent's distance, else ``max(7, v^2 / 3)``, capped by the
+        red light's distance (v: ego speed, m/s); N may be 0.
+    free_path_valid_mask: (N,) bool all True in a sample (False rows are batch padding).
+    interaction_label: (A,) int16 for agents whose future box collides with the ego's future box
+        at their closest approach (< ``causal.INTERACTION_COARSE_M`` between positions): the ego
+        step minus the agent step of that approach (> 0: the agent was there first); 0 otherwise
+        (and for the ego row).
     """
 
-    leading_agent_index: np.ndarray
-    ego_waits_at_red_light: np.ndarray
-    red_light_polygon_index: np.ndarray
+    leading_agent_mask: np.ndarray
+    leading_distance: np.ndarray
+    is_waiting_for_red_light_without_lead: np.ndarray
+    ego_care_red_light_mask: np.ndarray
+    fixed_ego_future_valid_mask: np.ndarray
     free_path_points: np.ndarray
     free_path_valid_mask: np.ndarray
     interaction_label: np.ndarray
 
     PREFIX: ClassVar[str] = "causal."
     SPEC: ClassVar[dict] = {
-        "leading_agent_index": ("int16", ()),
-        "ego_waits_at_red_light": ("bool", ()),
-        "red_light_polygon_index": ("int16", ()),
-        "free_path_points": ("float32", ("L", 2)),
-        "free_path_valid_mask": ("bool", ("L",)),
-        "interaction_label": ("bool", ("A",)),
+        "leading_agent_mask": ("bool", ("A",)),
+        "leading_distance": ("float32", ("A",)),
+        "is_waiting_for_red_light_without_lead": ("bool", ()),
+        "ego_care_red_light_mask": ("bool", ("M",)),
+        "fixed_ego_future_valid_mask": ("bool", ("F",)),
+        "free_path_points": ("float32", ("N", 3)),
+        "free_path_valid_mask": ("bool", ("N",)),
+        "interaction_label": ("int16", ("A",)),
     }
 
 
@@ -287,7 +314,8 @@ class PlutoFeatures:
     )
 
     def validate(self) -> dict[str, int]:
-        """Check every array; the agent count A must agree between agents and causal info."""
+        """Check every array; the agent count A, polygon count M and future length F must agree
+        between agents, map and causal info."""
         for name, dtype, shape in (
             ("current_state", "float32", (7,)),
             ("origin", "float64", (2,)),
@@ -300,8 +328,10 @@ class PlutoFeatures:
         for name, _ in self._PARTS:
             part = getattr(self, name)
             if part is not None:
-                found = part.validate({"A": sizes["A"]} if "A" in sizes else None)
-                sizes.setdefault("A", found.get("A", sizes.get("A", 0)))
+                found = part.validate({k: sizes[k] for k in ("A", "M", "F") if k in sizes})
+                for key in ("A", "M", "F"):
+                    if key in found:
+                        sizes.setdefault(key, found[key])
                 for key, value in found.items():
                     sizes.setdefault(f"{name}.{key}", value)
         return sizes

@@ -1,12 +1,23 @@
-"""Reference lines: route-following centrelines that start at the ego.
+"""Reference lines: route-following centrelines that start at the ego (PLUTO's rules).
 
-Starts: the on-route lanes / connectors whose centreline passes within 3 m of the ego with a
-heading error below pi/2 (``route.nearby_lanes``). From each start, a depth-first search follows
-successors (lane -> outgoing connector -> entry lane) that are on the route until the path covers
-``reference_line_length_m`` beyond the ego's projection or ends. Each path's dense centreline is
-cut at the ego projection and resampled every metre (L = length / 1 m points). Lines that repeat
-another (all common points within ``DUPLICATE_M``) are dropped, keeping the longer; when some line
-reaches half the length, shorter lines are dropped too.
+1. Starts (``start_lanes``): every on-route lane or connector whose shape meets the global
+   axis-aligned box of +-``START_BOX_M`` around the ego *centre*, longer than
+   ``MIN_START_LENGTH_M``, whose centreline direction at the vertex nearest the rear axle is within
+   pi/2 of the ego heading. A start that is the successor of another start is merged into it
+   (dropped: the predecessor's paths run through it).
+2. Paths (``candidate_paths``): from each start a depth-first search follows on-route successors
+   (lane -> outgoing connector -> entry lane), at most ``SEARCH_DEPTH`` rows, until the rows cover
+   more than ``length_m`` beyond the rear axle's projection on the start row or no successor is
+   on the route.
+3. Trim: the rear axle is projected on the *whole* path; the line runs from that projection (so it
+   never starts behind the ego) for at most ``length_m`` and is resampled every ``STEP_M``.
+4. Selection (``select_lines``): when some but not all trimmed lines are longer than
+   ``LONG_FRACTION`` x ``length_m``, the shorter ones are dropped; a line whose common points with
+   a kept line all differ by less than ``DUPLICATE_M`` (|dx| + |dy|, PLUTO's measure) is a
+   duplicate. Ours: of two duplicates the longer is kept (PLUTO keeps the first found).
+
+``future_projection`` stores the lateral offset *signed* (left positive); PLUTO stores the
+unsigned distance. The target line is the one with the smallest magnitude either way.
 """
 
 from __future__ import annotations
@@ -14,101 +25,171 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 
-from pluto_dvc.features.geometry import project_onto_polylines, rotation
-from pluto_dvc.features.map_index import FeatureMap
+from pluto_dvc.features.geometry import (
+    project_onto_polylines,
+    project_point,
+    rotation,
+    wrap_angle,
+)
+from pluto_dvc.features.map_index import CONNECTOR, FeatureMap
 from pluto_dvc.features.records import ReferenceLines
-from pluto_dvc.features.route import NearbyLanes
 
 STEP_M = 1.0
 DUPLICATE_M = 0.5
-MAX_PATHS = 64  # safety cap on the depth-first search
+LONG_FRACTION = 0.8
+START_BOX_M = 3.0
+MIN_START_LENGTH_M = 2.0
+SEARCH_DEPTH = 15
+MAX_PATHS = 64  # safety cap on the depth-first search per start
 
 
 @dataclass
-class LinePath:
-    """The lane-like rows a reference line follows and the arc length (m, along the line) at
-    which each row starts (negative for the start row, which begins behind the ego)."""
+class CandidatePath:
+    """One route-following path from a start lane.
+
+    rows: lane-like rows followed. points: (N, 2) float64 global dense centreline (the map's
+    baseline vertices); cum: (N,) float64 arc length. start_s: arc length of the rear axle's
+    projection (where the reference line starts); length: the trimmed length (m) from there,
+    at most the requested length.
+    """
 
     rows: list[int]
-    row_start: np.ndarray
+    points: np.ndarray
+    cum: np.ndarray
+    start_s: float
+    length: float
 
 
-def _search_paths(
-    fmap: FeatureMap, start: int, s0: float, on_route: np.ndarray, need: float
-) -> list[list[int]]:
-    out: list[list[int]] = []
-    stack = [([start], float(fmap.length[start]) - s0)]
-    while stack and len(out) < MAX_PATHS:
-        path, covered = stack.pop()
-        if covered >= need:
-            out.append(path)
-            continue
-        nxt = [int(r) for r in fmap.successors_of(path[-1]) if on_route[r] and r not in path]
-        if not nxt:
-            out.append(path)
-            continue
-        for r in reversed(nxt):
-            stack.append((path + [r], covered + float(fmap.length[r])))
+def direction_near(fmap: FeatureMap, row: int, xy: np.ndarray) -> float:
+    """Heading (rad) of a row's centreline at its vertex nearest to ``xy``."""
+    pts, _ = fmap.centerline_of(row)
+    k = int(np.argmin(((pts - xy) ** 2).sum(axis=1)))
+    a, b = (k - 1, k) if k == len(pts) - 1 else (k, k + 1)
+    d = pts[b] - pts[a]
+    return float(np.arctan2(d[1], d[0]))
+
+
+def start_lanes(
+    fmap: FeatureMap,
+    on_route: np.ndarray,
+    rear_axle: np.ndarray,
+    heading: float,
+    center: np.ndarray,
+) -> np.ndarray:
+    """(n,) int64 start rows: connectors first, then lanes, each by map fid (rule 1)."""
+    x, y = float(center[0]), float(center[1])
+    box = shapely.box(x - START_BOX_M, y - START_BOX_M, x + START_BOX_M, y + START_BOX_M)
+    rows = fmap.polygon_tree.query(box, predicate="intersects")
+    rows = np.unique(rows[rows < fmap.num_lane_like]).astype(np.int64)
+    rows = rows[on_route[rows] & (fmap.length[rows] > MIN_START_LENGTH_M)]
+    ok = [
+        abs(float(wrap_angle(direction_near(fmap, int(r), rear_axle) - heading))) < np.pi / 2
+        for r in rows
+    ]
+    rows = rows[np.asarray(ok, dtype=bool)] if len(rows) else rows
+    merged = {int(s) for r in rows for s in fmap.successors_of(int(r))}
+    rows = np.array([r for r in rows.tolist() if r not in merged], dtype=np.int64)
+    order = np.lexsort((fmap.fid[rows], fmap.kind[rows] != CONNECTOR))
+    return rows[order]
+
+
+def _dense_path(fmap: FeatureMap, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) dense centreline of consecutive rows (a successor's repeated first vertex dropped)
+    and its (N,) arc length."""
+    parts = []
+    for k, row in enumerate(rows):
+        pts, _ = fmap.centerline_of(row)
+        parts.append(pts[1:] if k else pts)
+    pts = np.concatenate(parts)
+    cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+    return pts, cum
+
+
+def candidate_paths(
+    fmap: FeatureMap,
+    starts: np.ndarray,
+    on_route: np.ndarray,
+    rear_axle: np.ndarray,
+    length_m: float,
+) -> list[CandidatePath]:
+    """Every path of rule 2 from every start, trimmed by rule 3, in search order."""
+    out: list[CandidatePath] = []
+    for start in starts.tolist():
+        s0, _ = project_point(rear_axle, *fmap.centerline_of(start))
+        stack = [([start], float(fmap.length[start]) - s0)]
+        found: list[list[int]] = []
+        while stack and len(found) < MAX_PATHS:
+            path, covered = stack.pop()
+            nxt = [int(r) for r in fmap.successors_of(path[-1]) if on_route[r] and r not in path]
+            if not nxt or len(path) == SEARCH_DEPTH or covered > length_m:
+                found.append(path)
+                continue
+            for r in reversed(nxt):
+                stack.append((path + [r], covered + float(fmap.length[r])))
+        for path in found:
+            points, cum = _dense_path(fmap, path)
+            s_ego, _ = project_point(rear_axle, points, cum)
+            s_ego = min(max(s_ego, 0.0), float(cum[-1]))
+            end = min(s_ego + length_m, float(cum[-1]))
+            out.append(CandidatePath(path, points, cum, s_ego, end - s_ego))
     return out
 
 
-def _sample_path(
-    fmap: FeatureMap, path: list[int], s0: float, num_points: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(L, 2) global points every STEP_M from the projection, (L,) valid mask, and the (len(path),)
-    arc length (from the projection) at which each row starts."""
-    points, cums = [], []
-    offset = 0.0
-    row_start = np.zeros(len(path))
-    for k, row in enumerate(path):
-        pts, cum = fmap.centerline_of(row)
-        if k:  # the first point of a successor repeats the previous end: skip it
-            pts, cum = pts[1:], cum[1:]
-        row_start[k] = offset - s0
-        points.append(pts)
-        cums.append(cum + offset)
-        offset += float(fmap.length[row])
-    pts = np.concatenate(points)
-    cum = np.maximum.accumulate(np.concatenate(cums))
-    s = s0 + STEP_M * np.arange(num_points)
-    xy = np.stack([np.interp(s, cum, pts[:, 0]), np.interp(s, cum, pts[:, 1])], axis=-1)
-    return xy, s <= cum[-1] + 1e-9, row_start
+def select_lines(
+    paths: list[CandidatePath], lines: np.ndarray, valid: np.ndarray, length_m: float
+) -> list[int]:
+    """Indices (ascending) of the paths kept by rule 4. lines / valid: (n, L, 2) / (n, L)."""
+    n = len(paths)
+    if n == 0:
+        return []
+    length = np.array([p.length for p in paths])
+    candidates = list(range(n))
+    long = length > LONG_FRACTION * length_m
+    if long.any() and not long.all():
+        candidates = [i for i in candidates if long[i]]
+    candidates.sort(key=lambda i: -length[i])  # stable: a duplicate keeps the longer line
+    kept: list[int] = []
+    for i in candidates:
+        duplicate = False
+        for j in kept:
+            common = valid[i] & valid[j]
+            if common.any():
+                gap = np.abs(lines[i, common] - lines[j, common]).sum(axis=-1).max()
+                duplicate = gap < DUPLICATE_M
+            if duplicate:
+                break
+        if not duplicate:
+            kept.append(i)
+    return sorted(kept)
 
 
 def build_reference_lines(
-    fmap: FeatureMap,
-    ego_lanes: NearbyLanes,
-    on_route: np.ndarray,
+    paths: list[CandidatePath],
     origin: np.ndarray,
     angle: float,
     length_m: float,
     ego_future: np.ndarray,
-) -> tuple[ReferenceLines, list[LinePath]]:
-    """Reference lines in the ego frame and the lane-like rows each follows.
+) -> tuple[ReferenceLines, list[CandidatePath]]:
+    """Reference lines in the ego frame and the paths they follow.
 
-    on_route: (K,) bool per lane-like row. ego_future: (K', 2) ego-frame points (1 s apart)
-    projected on every line. R may be 0 (the caller decides whether that is an error).
+    ego_future: (K, 2) ego-frame points (1 s apart) projected on every line. R may be 0 (the
+    caller decides whether that is an error).
     """
     num_points = max(2, int(round(length_m / STEP_M)))
-    lines, masks, paths = [], [], []
-    for row, s0 in zip(ego_lanes.rows.tolist(), ego_lanes.arc.tolist(), strict=True):
-        if not on_route[row]:
-            continue
-        for path in _search_paths(fmap, row, s0, on_route, length_m):
-            xy, valid, row_start = _sample_path(fmap, path, s0, num_points)
-            lines.append(xy)
-            masks.append(valid)
-            paths.append(LinePath(path, row_start))
-    keep = _select_lines(
-        np.array(lines).reshape(-1, num_points, 2), np.array(masks).reshape(-1, num_points)
-    )
+    lines = np.zeros((len(paths), num_points, 2))
+    masks = np.zeros((len(paths), num_points), dtype=bool)
+    steps = STEP_M * np.arange(num_points)
+    for k, p in enumerate(paths):
+        s = p.start_s + steps
+        lines[k, :, 0] = np.interp(s, p.cum, p.points[:, 0])
+        lines[k, :, 1] = np.interp(s, p.cum, p.points[:, 1])
+        masks[k] = steps <= p.length + 1e-9
+    keep = select_lines(paths, lines, masks, length_m)
     r = len(keep)
-    position = np.zeros((r, num_points, 2))
-    valid = np.zeros((r, num_points), dtype=bool)
-    if r:
-        position = (np.stack([lines[k] for k in keep]) - origin) @ rotation(angle)
-        valid = np.stack([masks[k] for k in keep])
+    position = (lines[keep] - origin) @ rotation(angle) if r else np.zeros((0, num_points, 2))
+    valid = masks[keep]
     vector = np.zeros_like(position)
     vector[:, :-1] = np.diff(position, axis=1)
     vector[:, -1] = vector[:, -2]
@@ -129,30 +210,3 @@ def build_reference_lines(
         future_projection=projection.astype(np.float32),
     )
     return features, [paths[k] for k in keep]
-
-
-def _select_lines(lines: np.ndarray, valid: np.ndarray) -> list[int]:
-    """Indices of the lines kept: near-duplicates and (when a long one exists) short ones out."""
-    n = len(lines)
-    if n == 0:
-        return []
-    length = valid.sum(axis=1)
-    long_enough = lines.shape[1] // 2
-    candidates = list(range(n))
-    if length.max() >= long_enough:
-        candidates = [i for i in candidates if length[i] >= long_enough]
-    # longer lines first (stable), so that a duplicate keeps the longest
-    candidates.sort(key=lambda i: -length[i])
-    kept: list[int] = []
-    for i in candidates:
-        duplicate = False
-        for j in kept:
-            common = valid[i] & valid[j]
-            if common.any():
-                gap = np.hypot(*(lines[i, common] - lines[j, common]).T).max()
-                duplicate = gap < DUPLICATE_M
-            if duplicate:
-                break
-        if not duplicate:
-            kept.append(i)
-    return sorted(kept)

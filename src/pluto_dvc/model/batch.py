@@ -23,6 +23,13 @@ import torch
 from torch import Tensor
 
 from pluto_dvc.errors import DataError
+from pluto_dvc.features.records import (
+    AgentFeatures,
+    CausalInfo,
+    MapFeatures,
+    ReferenceLines,
+    StaticObjects,
+)
 
 __all__ = [
     "AgentBatch",
@@ -140,14 +147,9 @@ class _SubBatch:
         return cls(**values)
 
 
-_f32, _f64, _i8, _i16, _i64, _bool = (
-    torch.float32,
-    torch.float64,
-    torch.int8,
-    torch.int16,
-    torch.int64,
-    torch.bool,
-)
+def _batched(spec: dict[str, tuple[str, tuple[Any, ...]]]) -> dict[str, tuple[torch.dtype, tuple]]:
+    """A record's per-sample SPEC (features/records.py) with a leading batch axis, torch dtypes."""
+    return {name: (getattr(torch, dtype), ("B", *shape)) for name, (dtype, shape) in spec.items()}
 
 
 @dataclass
@@ -170,15 +172,7 @@ class AgentBatch(_SubBatch):
     target: Tensor
 
     PREFIX: ClassVar[str] = "agent."
-    SPEC: ClassVar[dict] = {
-        "position": (_f32, ("B", "A", "T", 2)),
-        "heading": (_f32, ("B", "A", "T")),
-        "velocity": (_f32, ("B", "A", "T", 2)),
-        "shape": (_f32, ("B", "A", "T", 2)),
-        "category": (_i8, ("B", "A")),
-        "valid_mask": (_bool, ("B", "A", "T")),
-        "target": (_f32, ("B", "A", "F", 3)),
-    }
+    SPEC: ClassVar[dict] = _batched(AgentFeatures.SPEC)
 
 
 @dataclass
@@ -213,23 +207,7 @@ class MapBatch(_SubBatch):
     polygon_id: Tensor | None = None
 
     PREFIX: ClassVar[str] = "map."
-    SPEC: ClassVar[dict] = {
-        "point_position": (_f32, ("B", "M", 3, "P", 2)),
-        "point_vector": (_f32, ("B", "M", 3, "P", 2)),
-        "point_orientation": (_f32, ("B", "M", 3, "P")),
-        "point_side": (_i8, ("B", "M", 3)),
-        "polygon_center": (_f32, ("B", "M", 3)),
-        "polygon_position": (_f32, ("B", "M", 2)),
-        "polygon_orientation": (_f32, ("B", "M")),
-        "polygon_type": (_i8, ("B", "M")),
-        "polygon_on_route": (_bool, ("B", "M")),
-        "polygon_tl_status": (_i8, ("B", "M")),
-        "polygon_has_speed_limit": (_bool, ("B", "M")),
-        "polygon_speed_limit": (_f32, ("B", "M")),
-        "polygon_road_block_id": (_i64, ("B", "M")),
-        "valid_mask": (_bool, ("B", "M", "P")),
-        "polygon_id": (_i64, ("B", "M")),
-    }
+    SPEC: ClassVar[dict] = _batched(MapFeatures.SPEC)
 
 
 @dataclass
@@ -249,13 +227,7 @@ class ReferenceLineBatch(_SubBatch):
     future_projection: Tensor
 
     PREFIX: ClassVar[str] = "reference_line."
-    SPEC: ClassVar[dict] = {
-        "position": (_f32, ("B", "R", "L", 2)),
-        "vector": (_f32, ("B", "R", "L", 2)),
-        "orientation": (_f32, ("B", "R", "L")),
-        "valid_mask": (_bool, ("B", "R", "L")),
-        "future_projection": (_f32, ("B", "R", "K", 2)),
-    }
+    SPEC: ClassVar[dict] = _batched(ReferenceLines.SPEC)
 
     @property
     def line_valid(self) -> Tensor:
@@ -279,26 +251,23 @@ class StaticObjectBatch(_SubBatch):
     valid_mask: Tensor
 
     PREFIX: ClassVar[str] = "static_objects."
-    SPEC: ClassVar[dict] = {
-        "position": (_f32, ("B", "S", 2)),
-        "heading": (_f32, ("B", "S")),
-        "shape": (_f32, ("B", "S", 2)),
-        "category": (_i8, ("B", "S")),
-        "valid_mask": (_bool, ("B", "S")),
-    }
+    SPEC: ClassVar[dict] = _batched(StaticObjects.SPEC)
 
 
 @dataclass
 class CausalBatch(_SubBatch):
-    """Causal facts for the contrastive augmentation (``causal.*`` keys; every field optional).
+    """Causal facts for the contrastive augmentation: PLUTO's keys, defined in
+    ``features/records.py`` (``CausalInfo``), with a leading batch axis (every field optional).
 
-    PLUTO's keys (spec section 1; the feature builder's exact layout is documented in
-    ``features/records.py``): leading_agent_mask (B, A) bool; leading_distance (B, A) float32 m;
-    is_waiting_for_red_light_without_lead (B,) bool; ego_care_red_light_mask (B, M) bool;
-    fixed_ego_future_valid_mask (B, F) bool; free_path_points (B, N, ...) float32;
-    interaction_label (B, A). Earlier caches' keys: leading_agent_index (B,) int16 (-1 none),
-    ego_waits_at_red_light (B,) bool, red_light_polygon_index (B,) int16, free_path_valid_mask
-    (B, N) bool. Any other ``causal.*`` key is kept in ``extra`` (name without the prefix).
+    leading_agent_mask: (B, A) bool agents that are leading objects on the ego's path.
+    leading_distance: (B, A) float32 m from the agent's box to the ego's box (0 elsewhere).
+    is_waiting_for_red_light_without_lead: (B,) bool.
+    ego_care_red_light_mask: (B, M) bool map polygons that are red-light leading objects.
+    fixed_ego_future_valid_mask: (B, F) bool the ego future before the red-light cut.
+    free_path_points: (B, N, 3) float32 x, y, heading; free_path_valid_mask: (B, N) bool
+    (False on padding). interaction_label: (B, A) int16 ego step minus agent step of the
+    closest approach of colliding futures (> 0: the agent was there first), 0 otherwise.
+    Any other ``causal.*`` key (e.g. of an older cache) is kept in ``extra``, without prefix.
     """
 
     leading_agent_mask: Tensor | None = None
@@ -307,24 +276,12 @@ class CausalBatch(_SubBatch):
     ego_care_red_light_mask: Tensor | None = None
     fixed_ego_future_valid_mask: Tensor | None = None
     free_path_points: Tensor | None = None
-    interaction_label: Tensor | None = None
-    leading_agent_index: Tensor | None = None
-    ego_waits_at_red_light: Tensor | None = None
-    red_light_polygon_index: Tensor | None = None
     free_path_valid_mask: Tensor | None = None
+    interaction_label: Tensor | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
 
     PREFIX: ClassVar[str] = "causal."
-    SPEC: ClassVar[dict] = {
-        "leading_agent_mask": (_bool, ("B", "A")),
-        "leading_distance": (_f32, ("B", "A")),
-        "is_waiting_for_red_light_without_lead": (_bool, ("B",)),
-        "ego_care_red_light_mask": (_bool, ("B", "M")),
-        "fixed_ego_future_valid_mask": (_bool, ("B", "F")),
-        "leading_agent_index": (_i16, ("B",)),
-        "ego_waits_at_red_light": (_bool, ("B",)),
-        "red_light_polygon_index": (_i16, ("B",)),
-    }
+    SPEC: ClassVar[dict] = _batched(CausalInfo.SPEC)  # the keys the feature builder writes
 
     @classmethod
     def from_flat(cls, flat: dict[str, Tensor]) -> CausalBatch:
@@ -351,8 +308,9 @@ class CausalBatch(_SubBatch):
     def validate(self, sizes: dict[str, int] | None = None) -> dict[str, int]:
         sizes = {} if sizes is None else sizes
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        values.update(self.extra)
         _check("CausalBatch", self.SPEC, values, sizes)
-        for name, value in {**values, **self.extra}.items():
+        for name, value in values.items():
             if value is not None and (
                 not isinstance(value, Tensor) or value.shape[:1] != (sizes["B"],)
             ):
@@ -391,9 +349,9 @@ class PlutoBatch:
     causal: CausalBatch | None = None
 
     _TOP: ClassVar[dict] = {
-        "current_state": (_f32, ("B", 7)),
-        "origin": (_f64, ("B", 2)),
-        "angle": (_f64, ("B",)),
+        "current_state": (torch.float32, ("B", 7)),
+        "origin": (torch.float64, ("B", 2)),
+        "angle": (torch.float64, ("B",)),
         "cost_maps": (torch.float16, ("B", "H", "W", 1)),
     }
     _PARTS: ClassVar[tuple[tuple[str, type[_SubBatch]], ...]] = (

@@ -3,7 +3,8 @@
 ``load_log(path)`` returns a :class:`LogArrays`; ``read_log_meta(path)`` reads only the ``log``
 table (cheap, for enumerating thousands of logs). Only the lidar whose channel is
 ``MergedPointCloud`` is used; the pickled ``translation`` / ``rotation`` columns are never read.
-Every problem with the file raises :class:`DataError` saying what is wrong and how to fix it.
+Every problem with the file raises :class:`DataError` saying what is wrong and how to fix it,
+including a NULL, NaN, infinite or absurd number in a column the features use (``FINITE_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "scenario_tag": ("lidar_pc_token", "type"),
     "traffic_light_status": ("lidar_pc_token", "lane_connector_id", "status"),
 }
+
+# Float columns the features use: each value must be a finite number of sane magnitude. NULL,
+# NaN, inf or 1e300 (inf once cast to float32) would otherwise reach a sample as NaN. Other float
+# columns (lidar_box.height, ...) may hold NULL, as in real logs.
+FINITE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "ego_pose": (
+        *("x", "y", "qw", "qx", "qy", "qz", "vx", "vy"),
+        *("acceleration_x", "acceleration_y", "angular_rate_z"),
+    ),
+    "lidar_box": ("x", "y", "yaw", "width", "length", "vx", "vy"),
+}
+MAX_ABS_VALUE = 1e9  # metres, m/s, rad: UTM coordinates stay below 1e7
 
 _FIX_DATA = (
     "re-download the log (real nuPlan) or regenerate the synthetic dataset (`dvc repro synthesize`)"
@@ -229,9 +242,12 @@ class _Loader:
         sql = f"SELECT {', '.join(columns)} FROM {table} {where}"
         dtype = np.dtype(list(columns.items()))
         try:
-            return np.fromiter(self.con.execute(sql), dtype=dtype)
+            values = np.fromiter(self.con.execute(sql), dtype=dtype)
         except (TypeError, ValueError, OverflowError):
             pass
+        else:
+            self.require_finite(table, values, FINITE_COLUMNS.get(table, ()))
+            return values
         for column, kind in columns.items():  # find the column that did not convert
             try:
                 np.fromiter((r[0] for r in self.con.execute(f"SELECT {column} FROM {table}")), kind)
@@ -239,6 +255,19 @@ class _Loader:
                 what = {"i8": "integers", "f8": "numbers"}.get(kind, "text")
                 raise self.fail(f"{table}.{column} must hold {what} ({exc})") from exc
         raise self.fail(f"table {table!r} cannot be read")  # pragma: no cover
+
+    def require_finite(self, table: str, values: np.ndarray, columns: tuple[str, ...]) -> None:
+        """DataError naming the first of ``columns`` with NULL, NaN, inf or absurd values."""
+        for column in columns:
+            if column not in values.dtype.names:
+                continue
+            bad = int(np.count_nonzero(~(np.abs(values[column]) <= MAX_ABS_VALUE)))
+            if bad:
+                raise self.fail(
+                    f"{table}.{column} holds {bad} rows that are NULL, NaN, infinite or beyond "
+                    f"+-{MAX_ABS_VALUE:g} (of {len(values)} rows read); every value must be a "
+                    "finite number"
+                )
 
     def tokens(self, table: str, column: str, values: np.ndarray) -> np.ndarray:
         """(M,) 'S8' from an object array of 8-byte BLOBs (checked)."""

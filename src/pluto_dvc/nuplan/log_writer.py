@@ -4,6 +4,11 @@
 ...}, ...}``. Every column of the schema must be given for each given table; tables not given are
 created empty. Token columns hold 8-byte ``bytes`` (``None`` where the column is nullable) or an
 ``'S8'`` numpy array; other columns hold Python values or numpy arrays.
+
+Sensor extrinsics: real logs hold ``lidar.translation`` / ``lidar.rotation`` as the pickled bytes
+of a Python list of 3 floats (x, y, z m) and of 4 floats (quaternion w, x, y, z), which the devkit
+unpickles (``get_lidar_to_ego_transform``). :func:`sensor_extrinsics_blobs` writes exactly that
+kind of bytes; this project's readers never unpickle anything.
 """
 
 from __future__ import annotations
@@ -11,14 +16,45 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pluto_dvc.io import temp_file_beside
 from pluto_dvc.nuplan.log_schema import SCHEMA, TOKEN_BYTES, Column, Table, create_statements
 from pluto_dvc.nuplan.log_schema import index_statements as _index_statements
+
+
+def pickled_float_list(values: Sequence[float]) -> bytes:
+    """The bytes ``pickle.dumps(list_of_floats, protocol=2)`` writes, built without the pickle
+    module (no product module imports it): PROTO 2, EMPTY_LIST, BINPUT 0, MARK, one BINFLOAT
+    (big-endian double) per value, APPENDS, STOP. At least two values."""
+    body = b"".join(b"G" + struct.pack(">d", float(v)) for v in values)
+    return b"\x80\x02]q\x00(" + body + b"e."
+
+
+def sensor_extrinsics_blobs(
+    translation: Sequence[float] = (0.0, 0.0, 0.0),
+    rotation: Sequence[float] = (1.0, 0.0, 0.0, 0.0),
+) -> tuple[bytes, bytes]:
+    """The ``lidar.translation`` and ``lidar.rotation`` BLOBs of a sensor: the pickled bytes of a
+    3-list (m) and of a 4-list quaternion (w, x, y, z), as in real nuPlan logs.
+
+    Raises ValueError unless there are 3 and 4 finite numbers and the quaternion has unit norm
+    (within 1e-6).
+    """
+    t = [float(v) for v in translation]
+    q = [float(v) for v in rotation]
+    if len(t) != 3 or len(q) != 4 or not np.all(np.isfinite(t + q)):
+        raise ValueError(
+            f"sensor extrinsics need 3 finite translation values and 4 finite quaternion values "
+            f"(w, x, y, z); got {t} and {q}"
+        )
+    if abs(float(np.linalg.norm(q)) - 1.0) > 1e-6:
+        raise ValueError(f"sensor rotation {q} is not a unit quaternion (w, x, y, z)")
+    return pickled_float_list(t), pickled_float_list(q)
 
 
 def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequence]]) -> None:
@@ -30,8 +66,7 @@ def write_log_db(path: str | os.PathLike, tables: Mapping[str, Mapping[str, Sequ
     """
     path = Path(path)
     rows = {name: _table_rows(name, columns) for name, columns in tables.items()}
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp_name = temp_file_beside(path)
     try:
         con = sqlite3.connect(tmp_name, isolation_level=None)
         try:

@@ -6,9 +6,12 @@ devkit's order (displacement, start, stop, token set, route) and counts what eac
 The *window* of a scenario is its devkit extraction window (``nuplan_scenario_mapping.yaml``):
 tagged types start 3 s before the scenario frame and last 15 s, ``unknown`` starts at it and lasts
 20 s, both sampled at 10 Hz (subsample ratio 0.5; timestamps inclusive at both ends).
-- Motion filters (displacement, start/stop speed) judge the ego from the window's first frame
-  (the scenario's iteration 0) over the 20 Hz frames after it, up to the window's last sampled
-  frame, as ``get_ego_future_trajectory(0, duration)`` does. With ``expand_scenarios`` the devkit
+- Motion filters (displacement, start/stop speed) judge the ego over
+  ``get_ego_future_trajectory(0, duration)``: the devkit samples it at the scenario's 0.1 s
+  interval from the 20 Hz log, i.e. frames first+2, first+4, ..., last (``sample_indices_with_
+  time_horizon`` gives row offsets 2, 4, ..., 2k). Displacement sums the steps between those
+  samples (frame ``first`` itself is not part of it); the speed detectors start at the speed of
+  frame ``first`` (iteration 0) and then visit those samples. With ``expand_scenarios`` the devkit
   cannot run them (a single-frame scenario has no horizon: it raises); here they judge the same
   window as without expansion.
 - The token-set filter uses the scenario's tokens: the window's sampled frames, or the scenario
@@ -97,18 +100,31 @@ def scenario_windows(timestamp_us: np.ndarray, frame: np.ndarray, tagged: np.nda
     return Windows(frame=frame, first=first, last=last, end=end)
 
 
-def displacement(ego: EgoMotion, windows: Windows) -> np.ndarray:
-    """(m,) float64 path length (m) of the ego centre over frames first+1 .. last.
+def sampled_frames(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """(m,) first and last frame of the ego future trajectory the devkit's motion filters see:
+    frames first+2, first+4, ..., last (empty, first > last, when the window has one sample)."""
+    return windows.first + WINDOW_STEP, windows.last
 
-    devkit ``_is_non_stationary``: the sum of frame-to-frame distances of ``state.center``
-    (rear axle moved 1.461 m forward along the heading) over the future trajectory.
+
+def displacement(ego: EgoMotion, windows: Windows) -> np.ndarray:
+    """(m,) float64 path length (m) of the ego centre over the sampled frames first+2, first+4,
+    ..., last (0 when there are fewer than two).
+
+    devkit ``_is_non_stationary``: the sum of the distances between consecutive ``state.center``
+    (rear axle moved 1.461 m forward along the heading) of ``get_ego_future_trajectory(0,
+    duration)``, which samples every 0.1 s (every second 20 Hz frame) from two frames after the
+    first.
     """
     cx = ego.x + REAR_AXLE_TO_CENTER_M * np.cos(ego.heading)
     cy = ego.y + REAR_AXLE_TO_CENTER_M * np.sin(ego.heading)
-    step = np.hypot(np.diff(cx), np.diff(cy))  # step[k]: frame k -> k+1
-    cum = np.concatenate([[0.0], np.cumsum(step)])  # cum[k] = sum(step[:k])
-    a = np.minimum(windows.first + 1, windows.last)
-    return cum[windows.last] - cum[a]
+    n = len(cx)
+    cum = np.zeros(n)  # cum[k]: path length over frames k mod 2, k mod 2 + 2, ..., k
+    if n > WINDOW_STEP:
+        step = np.hypot(cx[WINDOW_STEP:] - cx[:-WINDOW_STEP], cy[WINDOW_STEP:] - cy[:-WINDOW_STEP])
+        for parity in range(WINDOW_STEP):
+            cum[parity + WINDOW_STEP :: WINDOW_STEP] = np.cumsum(step[parity::WINDOW_STEP])
+    a, b = sampled_frames(windows)
+    return np.where(b > a, cum[np.minimum(b, n - 1)] - cum[np.minimum(a, n - 1)], 0.0)
 
 
 def speed_edges(
@@ -120,14 +136,14 @@ def speed_edges(
     Two detectors start at the speed of frame ``first``; ``high`` follows new maxima, ``low`` new
     minima. When ``high > threshold >= low`` and ``high - low > tolerance``, a new maximum makes a
     rising edge (``low`` jumps to ``high``), a new minimum a falling edge (``high`` jumps to
-    ``low``). Frames first+1 .. last are visited in order. Between edges the detectors are the
+    ``low``). The sampled frames first+2, first+4, ..., last are visited in order. Between edges the detectors are the
     running max / min since the last edge, so each round finds every scenario's next edge at once
     with cumulative max / min over a (scenarios x frames) block.
     """
     m = len(windows.first)
     rising = np.zeros(m, dtype=bool)
     falling = np.zeros(m, dtype=bool)
-    steps = windows.last - windows.first
+    steps = np.maximum(windows.last - windows.first, 0) // WINDOW_STEP  # samples after `first`
     width = int(steps.max(initial=0)) + 1
     chunk = max(1, _BLOCK_ELEMENTS // width)
     for lo in range(0, m, chunk):
@@ -145,7 +161,7 @@ def _edges_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     c = len(first)
     cols = np.arange(int(steps.max(initial=0)) + 1)
-    v = speed[np.minimum(first[:, None] + cols, len(speed) - 1)]
+    v = speed[np.minimum(first[:, None] + WINDOW_STEP * cols, len(speed) - 1)]
     valid = cols <= steps[:, None]
     rising = np.zeros(c, dtype=bool)
     falling = np.zeros(c, dtype=bool)

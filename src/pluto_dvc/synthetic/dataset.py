@@ -9,7 +9,8 @@ Layout (the same as a real download, see ``nuplan/paths.py``)::
 
 Everything follows from ``synthetic.seed``: the same params give byte-identical files whatever the
 worker kind or count. The dataset is built in a temporary sibling folder and renamed into place,
-so an interrupted run never leaves a half-written dataset behind.
+so an interrupted run never leaves a half-written dataset behind (and the staging folder is removed
+when a run fails or is interrupted; one left by a killed run goes with the next run).
 """
 
 from __future__ import annotations
@@ -173,19 +174,21 @@ def synthesize_dataset(
     t0 = time.perf_counter()
     final = Path(params.output_dir)
     staging = final.parent / f".{final.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    logs_dir = staging / SYNTHETIC_DB_VERSION / "splits" / params.split
-    logs_dir.mkdir(parents=True)
-    write_maps(params, staging / "maps")
-
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
     summary = SynthesisSummary(output_dir=str(final))
-    jobs = plan_logs(params, logs_dir)
-    results = run_per_log(synthesize_log, jobs, worker)
-    for stats in tqdm(results, total=len(jobs), desc="synthesize logs", disable=not progress):
-        summary.logs.append(stats)
-    (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-
-    _replace_dir(staging, final)
+    try:
+        logs_dir = staging / SYNTHETIC_DB_VERSION / "splits" / params.split
+        logs_dir.mkdir(parents=True)
+        write_maps(params, staging / "maps")
+        jobs = plan_logs(params, logs_dir)
+        results = run_per_log(synthesize_log, jobs, worker)
+        for stats in tqdm(results, total=len(jobs), desc="synthesize logs", disable=not progress):
+            summary.logs.append(stats)
+        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        _replace_dir(staging, final)
+    except BaseException:  # interrupted (Ctrl-C) or failed: leave no half-written staging folder
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     summary.seconds = time.perf_counter() - t0
     return summary
 

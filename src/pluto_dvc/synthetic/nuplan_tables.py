@@ -8,7 +8,9 @@
   is the ego's route (roadblocks = lane groups and lane-group connectors) from the scene start,
   ``goal_ego_pose_token`` a pose the ego really reaches on it ``GOAL_AHEAD_S`` later (NULL for the
   last scene, whose goal would lie past the log's end).
-- ``lidar`` ``translation`` / ``rotation`` hold 24 zero bytes: BLOBs that are not pickles.
+- ``lidar`` ``translation`` / ``rotation`` hold what real logs hold: the pickled bytes of a 3-list
+  and of a 4-list quaternion (w, x, y, z) (``sensor_extrinsics_blobs``: the identity mount, lidar
+  at the rear axle), so the devkit's ``get_lidar_to_ego_transform`` works on synthetic logs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from pluto_dvc.nuplan.locations import LOCATIONS
 from pluto_dvc.nuplan.log_schema import CATEGORY_NAMES, MERGED_POINT_CLOUD, make_tokens, token_list
+from pluto_dvc.nuplan.log_writer import sensor_extrinsics_blobs
 from pluto_dvc.synthetic.network import RoadNetwork
 from pluto_dvc.synthetic.simulation import KIND_CATEGORY, SimResult
 
@@ -28,7 +31,7 @@ SCENE_S = 20.0
 GOAL_AHEAD_S = 20.0
 POSITION_NOISE_M = 0.03
 YAW_NOISE_RAD = 0.005
-SENSOR_BLOB = bytes(24)
+SENSOR_TRANSLATION_BLOB, SENSOR_ROTATION_BLOB = sensor_extrinsics_blobs()
 
 
 def _tokens(log_name: str, table: str, count: int) -> list[bytes]:
@@ -110,8 +113,8 @@ def build_log_tables(
             "log_token": [log_token],
             "channel": [MERGED_POINT_CLOUD],
             "model": ["synthetic-merged"],
-            "translation": [SENSOR_BLOB],
-            "rotation": [SENSOR_BLOB],
+            "translation": [SENSOR_TRANSLATION_BLOB],
+            "rotation": [SENSOR_ROTATION_BLOB],
         },
         "ego_pose": {
             "token": ego_tok,

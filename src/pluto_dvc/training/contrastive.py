@@ -21,7 +21,7 @@ stopped vehicle placed on the ego's free path, 8-30 m ahead). A sample where no 
 negative (``negative_valid`` False) and is left out of the contrastive loss.
 
 Causal keys read (PLUTO's names, CONTRACT): ``causal.leading_agent_mask`` (B, A) bool,
-``causal.interaction_label`` (B, A), ``causal.is_waiting_for_red_light_without_lead`` (B,) bool,
+``causal.interaction_label`` (B, A) (non-zero: interacting), ``causal.is_waiting_for_red_light_without_lead`` (B,) bool,
 ``causal.ego_care_red_light_mask`` (B, M) bool, ``causal.free_path_points`` (B, N, >=2) with an
 optional ``causal.free_path_valid_mask`` (B, N) bool. Missing keys disable the kinds needing them.
 """
