@@ -334,7 +334,7 @@ class TrainParams(_Section):
     contrastive_temperature: float = Field(0.1, gt=0.0, le=10.0)
     checkpoint_top_k: int = Field(5, ge=1, le=100, description="best checkpoints kept (val loss)")
     limit_train_batches: int | None = Field(
-        16, ge=1, description="batches per epoch (CPU-budget default); null = all"
+        40, ge=1, description="batches per epoch (CPU-budget default); null = all"
     )
     limit_val_batches: int | None = Field(8, ge=1, description="null = all")
     log_every_n_steps: int = Field(4, ge=1)
