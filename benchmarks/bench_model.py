@@ -7,9 +7,9 @@
 For each preset (``small``, ``pluto``) and batch size (4, 32): forward samples/s (eval mode,
 no grad) and forward+backward samples/s (train mode: dropout, drop path, state dropout; the loss
 is a plain sum over every output, no optimiser step, no contrastive augmentation), and the peak
-memory of the measured passes. ``*_samples_per_cpu_s`` divides by the process's CPU time instead
-of wall time: on a machine shared with other jobs it is the steadier figure (with N threads,
-an uncontended run reaches at most N times it). Batches are real cache samples drawn at random (seeded), decoded
+memory of the measured passes. ``*_samples_per_s`` is over all timed batches;
+``*_median_samples_per_s`` the median of the per-batch rates (on a machine shared with other jobs,
+robust to their bursts); ``*_samples_per_cpu_s`` divides by the process's CPU time instead. Batches are real cache samples drawn at random (seeded), decoded
 before timing (the cost map, unused by the network, is dropped). Each configuration runs in its
 own process so that peak RSS (CPU) is its own. With ``--compile`` every configuration is also
 measured under ``torch.compile(dynamic=True)`` (object counts change from batch to batch);
@@ -60,18 +60,26 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _rate(run, batches: list[PlutoBatch], device: torch.device, warmup: int) -> tuple[float, float]:
-    """(samples per wall second, samples per process-CPU second)."""
+def _rate(run, batches: list[PlutoBatch], device: torch.device, warmup: int) -> dict[str, float]:
+    """Samples per wall second over all timed batches, the median of the per-batch rates
+    (robust to bursts of other jobs on a shared machine), and samples per process-CPU second."""
     for b in batches[:warmup]:
         run(b)
-    _sync(device)
-    start, cpu = time.perf_counter(), time.process_time()
+    rates, wall, cpu = [], 0.0, time.process_time()
     for b in batches[warmup:]:
+        _sync(device)
+        start = time.perf_counter()
         run(b)
-    _sync(device)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        _sync(device)
+        seconds = time.perf_counter() - start
+        wall += seconds
+        rates.append(b.batch_size / seconds)
     samples = sum(b.batch_size for b in batches[warmup:])
-    return samples / seconds, samples / cpu_seconds
+    return {
+        "samples_per_s": samples / wall,
+        "median_samples_per_s": float(np.median(rates)),
+        "samples_per_cpu_s": samples / (time.process_time() - cpu),
+    }
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -117,9 +125,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     for mode, run in (("forward", forward), ("train", train_step)):
         model.train(mode == "train")
-        wall, cpu = _rate(run, batches, device, args.warmup)
-        result[f"{mode}_samples_per_s"] = round(wall, 1)
-        result[f"{mode}_samples_per_cpu_s"] = round(cpu, 1)
+        for key, value in _rate(run, batches, device, args.warmup).items():
+            result[f"{mode}_{key}"] = round(value, 1)
         result[f"{mode}_peak_mb"] = round(_peak_mb(device) - base, 1)
     result["peak_mb_note"] = (
         "torch.cuda.max_memory_allocated"
@@ -136,7 +143,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--presets", nargs="+", default=["small", "pluto"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[4, 32])
-    parser.add_argument("--iters", type=int, default=6, help="timed batches per measurement")
+    parser.add_argument("--iters", type=int, default=8, help="timed batches per measurement")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also under torch.compile")
     parser.add_argument("--out", help="also write the JSON here")
@@ -173,8 +180,11 @@ def main() -> None:
     ]  # fmt: skip
     speedup = {
         ("compiled" if r["compiled"] else "eager"): {
-            "forward_x": round(r["forward_samples_per_s"] / ORIGINAL["forward_samples_per_s"], 2),
-            "train_x": round(r["train_samples_per_s"] / ORIGINAL["train_samples_per_s"], 2),
+            f"{mode}_x{suffix}": round(
+                r[f"{mode}_{prefix}samples_per_s"] / ORIGINAL[f"{mode}_samples_per_s"], 2
+            )
+            for mode in ("forward", "train")
+            for prefix, suffix in (("", ""), ("median_", "_median"))
         }
         for r in pluto32
     }

@@ -171,7 +171,7 @@ class AgentBatch(_SubBatch):
     valid_mask: Tensor
     target: Tensor
 
-    PREFIX: ClassVar[str] = "agent."
+    PREFIX: ClassVar[str] = AgentFeatures.PREFIX
     SPEC: ClassVar[dict] = _batched(AgentFeatures.SPEC)
 
 
@@ -206,7 +206,7 @@ class MapBatch(_SubBatch):
     valid_mask: Tensor
     polygon_id: Tensor | None = None
 
-    PREFIX: ClassVar[str] = "map."
+    PREFIX: ClassVar[str] = MapFeatures.PREFIX
     SPEC: ClassVar[dict] = _batched(MapFeatures.SPEC)
 
 
@@ -226,7 +226,7 @@ class ReferenceLineBatch(_SubBatch):
     valid_mask: Tensor
     future_projection: Tensor
 
-    PREFIX: ClassVar[str] = "reference_line."
+    PREFIX: ClassVar[str] = ReferenceLines.PREFIX
     SPEC: ClassVar[dict] = _batched(ReferenceLines.SPEC)
 
     @property
@@ -250,7 +250,7 @@ class StaticObjectBatch(_SubBatch):
     category: Tensor
     valid_mask: Tensor
 
-    PREFIX: ClassVar[str] = "static_objects."
+    PREFIX: ClassVar[str] = StaticObjects.PREFIX
     SPEC: ClassVar[dict] = _batched(StaticObjects.SPEC)
 
 
@@ -280,7 +280,7 @@ class CausalBatch(_SubBatch):
     interaction_label: Tensor | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
 
-    PREFIX: ClassVar[str] = "causal."
+    PREFIX: ClassVar[str] = CausalInfo.PREFIX
     SPEC: ClassVar[dict] = _batched(CausalInfo.SPEC)  # the keys the feature builder writes
 
     @classmethod
