@@ -152,7 +152,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_epoch_with_the_same_result(tmp_
     killed = _train(repo, train, KILL_AT_EPOCH="2")
     assert killed.returncode == -9
     resume_dirs = list((repo / ".train-resume").iterdir())
-    assert len(resume_dirs) == 1 and (resume_dirs[0] / "last.ckpt").is_file()
+    assert len(resume_dirs) == 1 and (resume_dirs[0] / "checkpoints" / "last.ckpt").is_file()
     assert not (repo / "models").exists()
 
     record = tmp_path / "record"
@@ -237,3 +237,45 @@ def test_infinite_loss_stops_training_naming_the_step_and_the_term(tmp_path, dat
             parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False
         )
     assert not (repo / "models").exists()
+
+
+def test_read_splits_refuses_missing_broken_or_overlapping_files(tmp_path):
+    from pluto_dvc.errors import DataError
+
+    path = tmp_path / "splits.json"
+    with pytest.raises(DataError, match="does not exist.*split stage"):
+        read_splits(path)
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        read_splits(path)
+    path.write_text(json.dumps({"train": ["a"], "val": ["b"]}))
+    with pytest.raises(DataError, match="'test' must be a list"):
+        read_splits(path)
+    path.write_text(json.dumps({"train": ["a", "b"], "val": ["b"], "test": ["c"]}))
+    with pytest.raises(DataError, match="log b is in both 'train' and 'val'"):
+        read_splits(path)
+    path.write_text(json.dumps({"train": ["a"], "val": ["b"], "test": ["c"]}))
+    assert read_splits(path) == {"train": ["a"], "val": ["b"], "test": ["c"]}
+
+
+def test_train_params_refuse_inconsistent_schedules():
+    from pluto_dvc.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="warmup_epochs"):
+        parse_params({"train": {"epochs": 3, "warmup_epochs": 3}})
+    with pytest.raises(ParamsError, match="min_lr"):
+        parse_params({"train": {"lr": 1e-4, "min_lr": 1e-3}})
+    with pytest.raises(ParamsError, match="unknown key 'train.epoch'"):
+        parse_params({"train": {"epoch": 3}})
+
+
+def test_contrastive_without_hidden_projection_is_refused_before_training(
+    tmp_path, data, monkeypatch
+):
+    from pluto_dvc.errors import ParamsError
+
+    monkeypatch.chdir(tmp_path)
+    params = parse_params({"train": {**SMALL, "contrastive": True}})
+    with pytest.raises(ParamsError, match="hidden_proj"):
+        run_training(params, TrainPaths(data / "cache", data / "splits.json"), False)
+    assert not (tmp_path / "models").exists()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cache_fakes import FakeSource, fake_sample, make_selection
 from torch import nn
 
 from pluto_dvc.model import ModelConfig, PlutoBatch, PlutoOutput
 from pluto_dvc.params import FeatureParams, WorkerParams
+from pluto_dvc.testing.cache_fakes import FakeSource, fake_sample, make_selection
 
 
 class TrainSource(FakeSource):
@@ -38,23 +38,28 @@ class TrainSource(FakeSource):
 
 
 def add_causal(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """PLUTO's causal keys (CONTRACT) on a fake sample, deterministic in its content."""
+    """PLUTO's causal keys (features/records.py CausalInfo) on a fake sample: agent 1 leads,
+    agents 1-2 interact, map polygon 0 is a red light the ego cares about, waiting when the agent
+    count is odd; the free path runs straight ahead."""
     a = s["agent.category"].shape[0]
     m = s["map.polygon_type"].shape[0]
+    f = s["agent.target"].shape[1]
     lead = np.zeros(a, bool)
     lead[1] = True
-    inter = np.zeros(a, bool)
-    inter[1:3] = True
+    inter = np.zeros(a, np.int16)
+    inter[1:3] = (5, -3)
     care = np.zeros(m, bool)
     care[0] = True
     s["causal.leading_agent_mask"] = lead
     s["causal.leading_distance"] = np.where(lead, 12.0, 0.0).astype(np.float32)
-    s["causal.interaction_label"] = inter
     s["causal.is_waiting_for_red_light_without_lead"] = np.array(bool(a % 2))
     s["causal.ego_care_red_light_mask"] = care
+    s["causal.fixed_ego_future_valid_mask"] = np.ones(f, bool)
     s["causal.free_path_points"] = np.stack(
         [np.arange(60.0), np.zeros(60), np.zeros(60)], -1
     ).astype(np.float32)
+    s["causal.free_path_valid_mask"] = np.ones(60, bool)
+    s["causal.interaction_label"] = inter
     return s
 
 

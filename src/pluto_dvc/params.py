@@ -318,12 +318,12 @@ class TrainParams(_Section):
     give the same final metrics on CPU (also after a resume).
     """
 
-    epochs: int = Field(12, ge=1, le=10_000)
+    epochs: int = Field(3, ge=1, le=10_000, description="CPU-budget default; the paper: 25")
     batch_size: int = Field(32, ge=1, le=4096, description="per device")
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     min_lr: float = Field(1e-6, ge=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    warmup_epochs: int = Field(3, ge=0)
+    warmup_epochs: int = Field(1, ge=0, description="the paper: 3")
     grad_clip: float = Field(5.0, ge=0.0, description="gradient-norm clip; 0 = off")
     seed: int = Field(0, ge=0)
     num_workers: int = Field(0, ge=0, le=256, description="loader worker processes per device")
@@ -343,9 +343,11 @@ class TrainParams(_Section):
     )
     contrastive_temperature: float = Field(0.1, gt=0.0, le=10.0)
     checkpoint_top_k: int = Field(5, ge=1, le=100, description="best checkpoints kept (val loss)")
-    limit_train_batches: int | None = Field(None, ge=1, description="smoke runs; null = all")
-    limit_val_batches: int | None = Field(None, ge=1, description="smoke runs; null = all")
-    log_every_n_steps: int = Field(20, ge=1)
+    limit_train_batches: int | None = Field(
+        40, ge=1, description="batches per epoch (CPU-budget default); null = all"
+    )
+    limit_val_batches: int | None = Field(8, ge=1, description="null = all")
+    log_every_n_steps: int = Field(4, ge=1)
 
     @model_validator(mode="after")
     def _schedule(self) -> TrainParams:

@@ -21,7 +21,7 @@ stopped vehicle placed on the ego's free path, 8-30 m ahead). A sample where no 
 negative (``negative_valid`` False) and is left out of the contrastive loss.
 
 Causal keys read (PLUTO's names, CONTRACT): ``causal.leading_agent_mask`` (B, A) bool,
-``causal.interaction_label`` (B, A), ``causal.is_waiting_for_red_light_without_lead`` (B,) bool,
+``causal.interaction_label`` (B, A) (non-zero: interacting), ``causal.is_waiting_for_red_light_without_lead`` (B,) bool,
 ``causal.ego_care_red_light_mask`` (B, M) bool, ``causal.free_path_points`` (B, N, >=2) with an
 optional ``causal.free_path_valid_mask`` (B, N) bool. Missing keys disable the kinds needing them.
 """
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import torch
 
+from pluto_dvc.features.records import AgentCategory
+from pluto_dvc.nuplan.log_schema import TrafficLightStatus
 from pluto_dvc.training.losses import ego_circles, sample_cost_map
 
 STATE_NOISE = (1.0, 0.75, 0.35, 1.0, 0.5, 0.2, 0.1)  # x, y, yaw, v, a, steer, yaw rate
-TL_GREEN = 0
 INSERT_RANGE_M = (8.0, 30.0)
 INSERTED_SHAPE = (2.0, 4.6)  # width, length (m)
-VEHICLE = 1
 
 # keys holding ego-frame points (x, y in the last axis, or its first two channels)
 _POINTS = (
@@ -319,7 +319,7 @@ def make_negative(
             status = out["map.polygon_tl_status"].clone()
             flip = pick[:, None] & care.bool()
             out["map.polygon_tl_status"] = torch.where(
-                flip, torch.full_like(status, TL_GREEN), status
+                flip, torch.full_like(status, int(TrafficLightStatus.GREEN)), status
             )
         elif kind == "insert_leading":
             out, valid_mask = _insert_leading(out, valid_mask, pick, in_range, free, history)
@@ -358,7 +358,7 @@ def _insert_leading(
     put("agent.velocity", torch.zeros(b, t, 2, device=free.device))
     shape = torch.tensor(INSERTED_SHAPE, device=free.device)
     put("agent.shape", shape.expand(b, t, 2))
-    put("agent.category", torch.full((b,), VEHICLE, device=free.device))
+    put("agent.category", torch.full((b,), int(AgentCategory.VEHICLE), device=free.device))
     if "agent.target" in out:
         put("agent.target", torch.zeros_like(out["agent.target"][:, -1]))
     for key in _CAUSAL_AGENT_KEYS:

@@ -11,12 +11,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pluto_dvc.nuplan.vehicle import EGO_LENGTH_M, EGO_REAR_AXLE_TO_CENTER_M, EGO_WIDTH_M
+
 PADDED_LOGIT = -1e6
 
 # Ego footprint as three circles (nuPlan's Pacifica; rear-axle frame).
-EGO_WIDTH_M = 2.297
-EGO_FRONT_M = 4.049  # rear axle to front bumper
-EGO_REAR_M = 1.127  # rear axle to rear bumper
+EGO_REAR_M = EGO_LENGTH_M / 2 - EGO_REAR_AXLE_TO_CENTER_M  # rear axle to rear bumper, 1.127 m
+EGO_FRONT_M = EGO_LENGTH_M - EGO_REAR_M  # rear axle to front bumper, 4.049 m
 NUM_CIRCLES = 3
 
 

@@ -143,7 +143,8 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
     key = resume_key(params, config, meta, splits)
     resume_dir = Path(paths.resume_root) / key
     resume_dir.mkdir(parents=True, exist_ok=True)
-    last = resume_dir / "last.ckpt"
+    ckpt_dir = resume_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
     resuming = last.is_file() and _usable_checkpoint(last)
     run_id_file = resume_dir / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if resuming and run_id_file.is_file() else None
@@ -151,7 +152,7 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
     mlflow = tracking.mlflow_logger(run_id)
     live = tracking.dvclive_logger(resume_dir / "dvclive", resume=resuming)
     checkpoint = ModelCheckpoint(
-        dirpath=resume_dir,
+        dirpath=ckpt_dir,
         filename="best-epoch={epoch:03d}-val_loss={val/loss:.4f}",
         auto_insert_metric_name=False,
         monitor="val/loss",
@@ -209,7 +210,7 @@ def _export(paths, resume_dir, module, mlflow, trainer, best, val) -> dict:
     if out.exists():
         shutil.rmtree(out)
     (out / "checkpoints").mkdir(parents=True)
-    for ckpt in sorted(resume_dir.glob("*.ckpt")):
+    for ckpt in sorted((resume_dir / "checkpoints").glob("*.ckpt")):
         shutil.copy2(ckpt, out / "checkpoints" / ckpt.name)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
