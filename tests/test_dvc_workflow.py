@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from dvc_repo import TINY_PIPELINE, DvcRepo
 
+from pluto_dvc.cache import CacheDataset
+
 pytestmark = pytest.mark.slow
 
 STAGES = (
@@ -102,10 +104,10 @@ def test_feature_edits_rebuild_the_cache_only_when_outputs_change(repo: DvcRepo)
         "for k, v in self.build_features(frame_index).to_flat().items()}"
     )
     builder.write_text(text.replace(old, changed))
-    before = json.loads((repo.root / "data" / "cache" / "manifest.json").read_text())
+    before = CacheDataset(repo.root / "data" / "cache").meta
     out = repo.repro("build_cache").stdout
     assert _ran(out) == {"feature_probe", "build_cache"}, out
-    after = json.loads((repo.root / "data" / "cache" / "manifest.json").read_text())
+    after = CacheDataset(repo.root / "data" / "cache").meta
     assert after["fingerprint"] != before["fingerprint"]
     assert "reused 0 samples" in out, out  # a cache of other features is never mixed in
 
@@ -168,7 +170,11 @@ def _round_trip(repo: DvcRepo, tmp_path: Path, remote: str, url: str, **config: 
     clone.run("dvc", "pull")
     pulled = time.perf_counter() - start
     _measure(f"push_pull_{remote}", push_seconds=round(pushed, 1), pull_seconds=round(pulled, 1))
-    for rel in ("data/cache/manifest.json", "models/model.safetensors", "data/feature_probe.json"):
+    for rel in (
+        "data/cache/manifest.parquet",
+        "models/model.safetensors",
+        "data/feature_probe.json",
+    ):
         assert (clone.root / rel).read_bytes() == (repo.root / rel).read_bytes(), rel
     status = clone.run("dvc", "status").stdout
     assert "up to date" in status, status
