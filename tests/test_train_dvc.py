@@ -47,8 +47,13 @@ def test_dvc_repro_train_then_exp_show_lists_val_metrics_and_run_cache_restores(
             repo / "src" / "pluto_dvc" / package,
             ignore=shutil.ignore_patterns("__pycache__"),
         )
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
+    project = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    pipeline = {
+        "stages": {"train": project["stages"]["train"]},
+        "metrics": [m for m in project["metrics"] if m.startswith("dvclive/")],
+        "plots": [p for p in project["plots"] if "dvclive/" in json.dumps(p)],
+    }
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
     params = {
         "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 3, "lr": 0.001},
         "model": {"preset": "small", "overrides": TINY_OVERRIDES},
