@@ -14,7 +14,7 @@ from pluto_dvc.io import write_json
 
 def body(params, args) -> None:
     record = run_probe(params.features)
-    write_json(args.info, probe_info(params.features))
+    write_json(args.info, probe_info())
     write_json(args.digest, record)
     print(
         f"feature probe: {record['scenarios']} scenarios ({record['invalid']} invalid), "

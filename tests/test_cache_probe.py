@@ -47,7 +47,7 @@ def test_read_probe_refuses_missing_other_params_and_stale_code(tmp_path: Path, 
     with pytest.raises(DataError, match="dvc repro feature_probe"):
         read_probe(digest, features, None)
     digest.write_text(json.dumps(probe))
-    info.write_text(json.dumps(probe_info(features)))
+    info.write_text(json.dumps(probe_info()))
     assert read_probe(digest, features, info) == probe["digest"]
     with pytest.raises(DataError, match="other `features` params"):
         read_probe(digest, FeatureParams(radius_m=60.0), info)

@@ -19,6 +19,7 @@ edit of the synthetic generator changes the probe's input and therefore rebuilds
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def run_probe(features: FeatureParams) -> dict[str, Any]:
     }
 
 
-def probe_info(features: FeatureParams) -> dict[str, Any]:
+def probe_info() -> dict[str, Any]:
     """Facts about the probe run that are not part of the digest (the code hash it ran with)."""
     return {"code_hash": code_hash()}
 
@@ -99,8 +100,6 @@ def probe_info(features: FeatureParams) -> dict[str, Any]:
 def read_probe(path: str | Path, features: FeatureParams, info_path: str | Path | None) -> str:
     """The digest in ``path``, checked against ``features`` and (when ``info_path`` is given)
     against the current code; DataError with the fix when it is missing or stale."""
-    import json
-
     path = Path(path)
     fix = "run `dvc repro feature_probe` (or `python stages/feature_probe.py`)"
     try:
