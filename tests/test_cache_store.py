@@ -123,15 +123,36 @@ def test_decoded_arrays_do_not_share_memory_between_samples():
     assert _same(first, snapshot)
 
 
+def _torch_load_calls(text: str) -> list[str]:
+    """The argument text of every ``torch.load(...)`` call in ``text``."""
+    calls = []
+    for match in re.finditer(r"torch\.load\(", text):
+        depth, i = 1, match.end()
+        while depth and i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        calls.append(text[match.end() : i - 1])
+    return calls
+
+
 def test_no_pickle_in_the_product():
-    """No module of the package may import pickle-like loaders or allow pickled numpy files."""
+    """No module of the package may import pickle-like loaders, allow pickled numpy files, or
+    call ``torch.load`` without ``weights_only=True``."""
     bad = re.compile(
         r"^\s*(import|from)\s+(pickle|cPickle|marshal|joblib|dill|cloudpickle|shelve)\b"
-        r"|allow_pickle\s*=\s*True|torch\.load\(",
+        r"|allow_pickle\s*=\s*True",
         re.MULTILINE,
     )
     offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if bad.search(p.read_text())]
     assert offenders == []
+    unsafe = [
+        f"{p.relative_to(SRC)}: torch.load({args})"
+        for p in SRC.rglob("*.py")
+        for args in _torch_load_calls(p.read_text())
+        if not re.search(r"\bweights_only\s*=\s*True\b", args)
+    ]
+    assert unsafe == []
+    assert _torch_load_calls("torch.load(f(x), weights_only=False)") == ["f(x), weights_only=False"]
 
 
 def test_shard_writer_names_the_file_by_its_sha256_and_cleans_up(tmp_path: Path):
