@@ -58,22 +58,6 @@ def _group_polygon(b: MapBuilder, fid: int, lane_fids: tuple[int, ...]) -> None:
     b.add("lane_groups_polygons", fid, union_all(polys))
 
 
-def _connector_group(b: MapBuilder, fid: int, frm: int, to: int, conn: int) -> None:
-    poly = next(
-        g
-        for r, g in b.rows["gen_lane_connectors_scaled_width_polygons"]
-        if r["lane_connector_fid"] == conn
-    )
-    b.add(
-        "lane_group_connectors",
-        fid,
-        poly,
-        from_lane_group_fid=frm,
-        to_lane_group_fid=to,
-        intersection_fid=401,
-    )
-
-
 def intersection_layers() -> dict:
     b = MapBuilder()
     b.lane(1000, 100, 0, straight(_p(1.75, -200), _p(1.75, -12)), (5000, 5001), 13.0)
@@ -92,7 +76,7 @@ def intersection_layers() -> dict:
         (3002, 100, 102, 2002),
         (3003, 100, 103, 2003),
     ):
-        _connector_group(b, fid, frm, to, conn)
+        b.connector_group(fid, frm, to, conn, 401)
     b.add("intersections", 401, box(*_p(-12, -12), *_p(12, 12)))
     b.add("crosswalks", 601, box(*_p(-3.5, -16), *_p(3.5, -13)))
     b.add("walkways", 701, box(*_p(5, -200), *_p(7, -14)))

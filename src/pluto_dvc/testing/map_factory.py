@@ -148,6 +148,24 @@ class MapBuilder:
             right_boundary_fid=bounds[1],
         )
 
+    def connector_group(
+        self, fid: int, frm: int, to: int, connector: int, intersection_fid: int
+    ) -> None:
+        """A lane-group connector ``frm`` -> ``to`` covering lane connector ``connector``."""
+        poly = next(
+            g
+            for r, g in self.rows["gen_lane_connectors_scaled_width_polygons"]
+            if r["lane_connector_fid"] == connector
+        )
+        self.add(
+            "lane_group_connectors",
+            fid,
+            poly,
+            from_lane_group_fid=frm,
+            to_lane_group_fid=to,
+            intersection_fid=intersection_fid,
+        )
+
     def layers(self) -> dict[str, LayerTable]:
         out = {}
         for layer, rows in self.rows.items():
@@ -181,19 +199,7 @@ def make_map_layers(location: MapLocation) -> dict[str, LayerTable]:
         polys = [g for r, g in b.rows["lanes_polygons"] if r["fid"] in group]
         b.add("lane_groups_polygons", fid, _union(polys))
     for fid, frm, to, conn in ((301, 101, 102, 21), (302, 101, 104, 22)):
-        poly = next(
-            g
-            for r, g in b.rows["gen_lane_connectors_scaled_width_polygons"]
-            if r["lane_connector_fid"] == conn
-        )
-        b.add(
-            "lane_group_connectors",
-            fid,
-            poly,
-            from_lane_group_fid=frm,
-            to_lane_group_fid=to,
-            intersection_fid=401,
-        )
+        b.connector_group(fid, frm, to, conn, 401)
     b.add("intersections", 401, box(x0 + 50, y0 - 12, x0 + 70, y0 + 8))
     b.add("crosswalks", 601, box(x0 + 72, y0 - 2, x0 + 76, y0 + 6))
     b.add("walkways", 701, box(x0, y0 + 6, x0 + 50, y0 + 8))
