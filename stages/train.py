@@ -14,13 +14,15 @@ def body(params, args) -> None:
     paths = TrainPaths(
         cache_dir=args.cache, splits_path=args.splits, out_dir=args.models, live_dir=args.live
     )
-    summary = run_training(params, paths)
-    if summary:
-        val = summary["val"]
+    result = run_training(params, paths)
+    if result:
+        val = result.summary["val"]
         print(
-            f"trained {summary['epochs']} epochs: val minADE {val.get('min_ade', float('nan')):.3f} m, "
-            f"top-1 ADE {val.get('top1_ade', float('nan')):.3f} m (constant velocity "
-            f"{val.get('cv_ade', float('nan')):.3f} m); MLflow run {summary['mlflow_run_id']}"
+            f"trained {result.summary['epochs']} epochs: val minADE "
+            f"{val.get('min_ade', float('nan')):.3f} m, top-1 ADE "
+            f"{val.get('top1_ade', float('nan')):.3f} m (constant velocity "
+            f"{val.get('cv_ade', float('nan')):.3f} m); MLflow run {result.mlflow_run_id} "
+            f"({result.mlflow_tracking_uri})"
         )
 
 

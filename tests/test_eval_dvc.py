@@ -4,6 +4,7 @@ evaluation lands in the training's MLflow run, and a second repro has nothing to
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -28,9 +29,11 @@ def test_dvc_repro_evaluate(tmp_path: Path):
 
     from mlflow.tracking import MlflowClient
 
-    run_id = json.loads((repo.root / "models" / "train_summary.json").read_text())["mlflow_run_id"]
     client = MlflowClient(tracking_uri=f"sqlite:///{repo.root / 'mlflow.db'}")
-    logged = client.get_run(run_id).data.metrics
+    (run,) = client.search_runs([client.get_experiment_by_name("pluto-dvc").experiment_id])
+    sha = hashlib.sha256((repo.root / "models" / "model.safetensors").read_bytes()).hexdigest()
+    assert run.data.tags["pluto_dvc.model_sha256"] == sha
+    logged = run.data.metrics
     assert logged["eval/ols/expert/score"] == 1.0 and "eval/learning/min_ade" in logged
 
     assert "up to date" in repo.run("dvc", "status", "evaluate").stdout

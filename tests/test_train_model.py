@@ -132,7 +132,7 @@ def test_checkpoint_and_exported_model_reload_to_identical_outputs(tmp_path, mon
             "model": {"preset": "small", "overrides": TINY_OVERRIDES},
         }
     )
-    summary = run_training(params, TrainPaths(Path("cache"), Path("splits.json")), False)
+    summary = run_training(params, TrainPaths(Path("cache"), Path("splits.json")), False).summary
     models = tmp_path / "models"
     batch = _consistent_batch(2)
     exported = load_model(models)

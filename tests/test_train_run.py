@@ -3,6 +3,7 @@ determinism, the NaN guard, MLflow and dvclive outputs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from train_fakes import TinyPlanner, make_train_data, save_tiny, use_tiny_planner
 
 from pluto_dvc.cache import CacheDataset
@@ -173,6 +175,30 @@ def test_kill_9_then_rerun_resumes_from_the_last_epoch_with_the_same_result(tmp_
     assert len(history) >= 4
 
 
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_same_params_and_data_give_byte_identical_models_in_different_folders(tmp_path, data):
+    """Two runs in two repos (other output, working and resume folders, other MLflow stores and
+    runs): every file of ``models/`` is the same, so DVC hashes the output identically."""
+    hashes = []
+    for name in ("one", "other-clone"):
+        repo = _repo(tmp_path / name, data)
+        done = _train(repo, SMALL)
+        assert done.returncode == 0, done.stderr[-3000:]
+        hashes.append(_file_hashes(repo / "models"))
+    assert "model.safetensors" in hashes[0] and "checkpoints/last.ckpt" in hashes[0]
+    differing = sorted(
+        k for k in hashes[0].keys() | hashes[1].keys() if hashes[0].get(k) != hashes[1].get(k)
+    )
+    assert differing == []
+
+
 def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
     repo = _repo(tmp_path, data)
     monkeypatch.chdir(repo)
@@ -182,22 +208,35 @@ def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
     import pluto_dvc.model as model_pkg
 
     monkeypatch.setattr(model_pkg, "save_model", save_tiny, raising=False)
-    summary = run_training(
+    result = run_training(
         parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False
     )
+    summary = result.summary
     models = repo / "models"
     assert (models / "model.safetensors").is_file() and (models / "model_config.json").is_file()
     ckpts = sorted(p.name for p in (models / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and sum(n.startswith("best-") for n in ckpts) == 3
+    # the exported checkpoints name each other relative to models/, not the resume folder
+    last = torch.load(models / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert state["dirpath"] == "checkpoints" and state["last_model_path"] == "checkpoints/last.ckpt"
+    assert {Path(k).parent.name for k in state["best_k_models"]} == {"checkpoints"}
+    assert {Path(k).name for k in state["best_k_models"]} == set(ckpts) - {"last.ckpt"}
     on_disk = json.loads((models / "train_summary.json").read_text())
     assert on_disk == summary
-    assert summary["mlflow_tracking_uri"] == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
+    assert state["best_model_path"] == f"checkpoints/{summary['best_checkpoint']}"
+    assert not {"mlflow_run_id", "mlflow_tracking_uri"} & set(
+        summary
+    )  # run-specific: not in models/
+    assert result.mlflow_tracking_uri == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
     for key in ("min_ade", "top1_ade", "top1_fde", "cv_ade", "loss", "miss_rate"):
         assert key in summary["val"]
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(summary["mlflow_tracking_uri"])
-    run = client.get_run(summary["mlflow_run_id"])
+    client = MlflowClient(result.mlflow_tracking_uri)
+    run = client.get_run(result.mlflow_run_id)
+    weights_sha = hashlib.sha256((models / "model.safetensors").read_bytes()).hexdigest()
+    assert run.data.tags["pluto_dvc.model_sha256"] == weights_sha  # how evaluate finds the run
     assert run.info.run_name == "my-exp"
     assert run.data.tags["git_revision"].startswith(
         subprocess.run(

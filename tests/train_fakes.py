@@ -171,11 +171,15 @@ def main() -> None:
     PlutoTrainingModule.training_step = training_step
     root = Path(sys.argv[1])
     params = parse_params({"train": json.loads(sys.argv[2])})
-    summary = run_training(
+    result = run_training(
         params, TrainPaths(cache_dir=root / "cache", splits_path=root / "splits.json"), False
     )
-    if summary:
-        (root / "summary.json").write_text(json.dumps(summary))
+    if result:  # the summary plus the MLflow run (which models/ does not name)
+        run = {
+            "mlflow_run_id": result.mlflow_run_id,
+            "mlflow_tracking_uri": result.mlflow_tracking_uri,
+        }
+        (root / "summary.json").write_text(json.dumps({**result.summary, **run}))
 
 
 if __name__ == "__main__":

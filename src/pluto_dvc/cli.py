@@ -191,9 +191,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out_dir=Path(args.out_dir),
         live_dir=Path(args.live_dir),
     )
-    summary = run_training(params, paths)
-    if summary:
+    result = run_training(params, paths)
+    if result:
+        summary = result.summary
         print(json.dumps({"epochs": summary["epochs"], "val": summary["val"]}, indent=2))
+        print(f"MLflow run {result.mlflow_run_id} ({result.mlflow_tracking_uri})")
     return 0
 
 

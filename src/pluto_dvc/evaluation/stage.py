@@ -55,7 +55,6 @@ SPLITS_PATH = Path("data/splits.json")
 CACHE_DIR = Path("data/cache")
 MODEL_DIR = Path("models")
 REPORTS_DIR = Path("reports")
-TRAIN_SUMMARY = "train_summary.json"
 
 
 def cache_features(meta: dict[str, Any], cache_dir: str | Path) -> FeatureParams:
@@ -293,15 +292,15 @@ def run_evaluate(
     )
     if log_mlflow:
         logged = {**metrics, "seconds": seconds}
-        progress(report_to_mlflow(Path(model_dir) / TRAIN_SUMMARY, logged, reports_dir))
+        progress(report_to_mlflow(Path(model_dir), logged, reports_dir))
     return metrics
 
 
-def report_to_mlflow(summary: Path, metrics: dict[str, Any], reports_dir: Path) -> str:
+def report_to_mlflow(model_dir: Path, metrics: dict[str, Any], reports_dir: Path) -> str:
     from pluto_dvc.evaluation.tracking import log_to_training_run
 
     try:
-        return log_to_training_run(summary, metrics, reports_dir)
+        return log_to_training_run(model_dir, metrics, reports_dir)
     except Exception as exc:  # noqa: BLE001 - tracking must not fail the evaluation
         return f"MLflow: not logged ({type(exc).__name__}: {exc})"
 

@@ -1,15 +1,16 @@
 """Log the evaluation into the MLflow run of the training it evaluates.
 
-The run id comes from ``models/train_summary.json`` (written by the train stage). The tracking
-store is the training's (``pluto_dvc.training.tracking.mlflow_uris``): the SQLite file
-``<root>/mlflow.db``, ``root`` = ``DVC_ROOT`` when set (DVC runs experiments in other folders),
-else the working directory. Nothing is logged (and the reason is returned) when there is no summary, no run id or
-the run is not in that store: the evaluation itself never fails because of tracking.
+The run is the newest one tagged with the SHA-256 of the evaluated ``model.safetensors``
+(``pluto_dvc.training.tracking.find_model_run``; the train stage's output names no run, so that
+it is identical for the same params + data). The tracking store is the training's
+(``pluto_dvc.training.tracking.mlflow_uris``): the SQLite file ``<root>/mlflow.db``, ``root`` =
+``DVC_ROOT`` when set (DVC runs experiments in other folders), else the working directory.
+Nothing is logged (and the reason is returned) when there is no model file, no store or no run of
+this model in it: the evaluation itself never fails because of tracking.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,34 +30,36 @@ def flatten(metrics: Mapping[str, Any], prefix: str = "eval") -> dict[str, float
 
 
 def log_to_training_run(
-    summary_path: str | Path,
+    model_dir: str | Path,
     metrics: Mapping[str, Any],
     reports_dir: str | Path,
     root: str | Path | None = None,
 ) -> str:
     """Log ``metrics`` (flattened, prefix ``eval/``) and the files of ``reports_dir`` (artifact
-    folder ``evaluation``) into the training's run; returns what was done (one line)."""
-    path = Path(summary_path)
-    if not path.is_file():
-        return f"MLflow: not logged ({path} does not exist)"
-    try:
-        run_id = json.loads(path.read_text()).get("mlflow_run_id")
-    except (json.JSONDecodeError, AttributeError):
-        return f"MLflow: not logged ({path} is not a JSON object)"
-    if not run_id:
-        return f"MLflow: not logged ({path} has no mlflow_run_id)"
+    folder ``evaluation``) into the run that trained ``model_dir``; returns what was done (one
+    line)."""
+    from pluto_dvc.model.weights import WEIGHTS_FILE
+    from pluto_dvc.training.tracking import (
+        find_model_run,
+        mlflow_uris,
+        model_sha256,
+        tracking_root,
+    )
+
+    weights = Path(model_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        return f"MLflow: not logged ({weights} does not exist)"
+    store_root = (Path(root) if root is not None else tracking_root()).resolve()
+    uri, _ = mlflow_uris(store_root)
+    if not (store_root / "mlflow.db").is_file():  # do not create an empty store
+        return f"MLflow: not logged (no run of this model in {uri})"
     from mlflow.entities import Metric
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from pluto_dvc.training.tracking import mlflow_uris
-
-    uri, _ = mlflow_uris(Path(root) if root is not None else None)
     client = MlflowClient(tracking_uri=uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        return f"MLflow: not logged (run {run_id} is not in {uri})"
+    run_id = find_model_run(client, model_sha256(Path(model_dir)))
+    if run_id is None:
+        return f"MLflow: not logged (no run of this model in {uri})"
     stamp = int(time.time() * 1000)
     values = [Metric(k, v, stamp, 0) for k, v in flatten(metrics).items()]
     for start in range(0, len(values), 500):

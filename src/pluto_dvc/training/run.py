@@ -3,8 +3,15 @@
 Outputs (``out_dir``, default ``models/``): ``model.safetensors`` + ``model_config.json`` (the
 best checkpoint by validation loss, loadable by ``load_model`` alone), ``checkpoints/``
 (Lightning ``best-*.ckpt`` and ``last.ckpt``, loaded only with ``weights_only=True``),
-``train_summary.json`` (MLflow run, epochs, validation metrics of the exported model, constant
-velocity on the same samples); dvclive's ``metrics.json`` and plots in ``live_dir``.
+``train_summary.json`` (epochs, validation metrics of the exported model, constant velocity on
+the same samples); dvclive's ``metrics.json`` and plots in ``live_dir``.
+
+Determinism: same params + data give a byte-identical ``out_dir`` in any folder and any run, so
+DVC hashes it the same. Nothing run-specific goes there: the MLflow run (its id and store are in
+the returned :class:`TrainResult`) is tagged ``pluto_dvc.model_sha256`` with the SHA-256 of
+``model.safetensors``, which is how the evaluation finds it; the checkpoints are rewritten on
+export with ModelCheckpoint's paths relative to ``out_dir`` (``checkpoints/last.ckpt``) instead
+of the absolute resume folder, saved under torch's fixed archive name.
 
 Resume: while training, checkpoints and the dvclive history live in
 ``<resume_root>/<key>/``, outside the stage's outputs (DVC deletes those before a run), where
@@ -109,8 +116,17 @@ def _usable_checkpoint(path: Path) -> bool:
     return True
 
 
-def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: bool = True) -> dict:
-    """Train, export and summarise (see the module doc); returns the summary dict."""
+@dataclass(frozen=True)
+class TrainResult:
+    summary: dict  # what ``train_summary.json`` holds
+    mlflow_run_id: str
+    mlflow_tracking_uri: str
+
+
+def run_training(
+    params: Params, paths: TrainPaths = TrainPaths(), progress: bool = True
+) -> TrainResult | None:
+    """Train, export and summarise (see the module doc); ``None`` on DDP ranks other than 0."""
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
@@ -190,11 +206,17 @@ def run_training(params: Params, paths: TrainPaths = TrainPaths(), progress: boo
         module, datamodule=data, ckpt_path=best, weights_only=True, verbose=False
     )
     if not trainer.is_global_zero:
-        return {}
+        return None
     val = {k.removeprefix("val/"): float(v) for k, v in results[0].items()}
-    summary = _export(paths, resume_dir, module, mlflow, trainer, best, val)
+    summary = _export(paths, checkpoint.dirpath, module, trainer, best, val)
+    _log_to_mlflow(mlflow, Path(paths.out_dir), val)
+    if (resume_dir / "dvclive").exists():
+        live = Path(paths.live_dir)
+        if live.exists():
+            shutil.rmtree(live)
+        shutil.copytree(resume_dir / "dvclive", live)
     shutil.rmtree(resume_dir, ignore_errors=True)
-    return summary
+    return TrainResult(summary, mlflow.run_id, mlflow._tracking_uri)
 
 
 def _flat_params(train: dict, model: dict) -> dict[str, Any]:
@@ -203,26 +225,20 @@ def _flat_params(train: dict, model: dict) -> dict[str, Any]:
     return out
 
 
-def _export(paths, resume_dir, module, mlflow, trainer, best, val) -> dict:
+def _export(paths, ckpt_dir, module, trainer, best, val) -> dict:
+    """Write ``out_dir`` (weights, config, portable checkpoints, summary); returns the summary."""
     from pluto_dvc.model import save_model
 
     out = Path(paths.out_dir)
     if out.exists():
         shutil.rmtree(out)
     (out / "checkpoints").mkdir(parents=True)
-    for ckpt in sorted((resume_dir / "checkpoints").glob("*.ckpt")):
-        shutil.copy2(ckpt, out / "checkpoints" / ckpt.name)
+    for ckpt in sorted(Path(ckpt_dir).glob("*.ckpt")):
+        export_checkpoint(ckpt, out / "checkpoints" / ckpt.name, ckpt_dir, "checkpoints")
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     save_model(module.model, out)
-    live = Path(paths.live_dir)
-    if live.exists():
-        shutil.rmtree(live)
-    if (resume_dir / "dvclive").exists():
-        shutil.copytree(resume_dir / "dvclive", live)
     summary = {
-        "mlflow_tracking_uri": mlflow._tracking_uri,
-        "mlflow_run_id": mlflow.run_id,
         "mlflow_experiment": tracking.MLFLOW_EXPERIMENT,
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
@@ -231,10 +247,44 @@ def _export(paths, resume_dir, module, mlflow, trainer, best, val) -> dict:
         "val": val,
     }
     _write_json(out / "train_summary.json", summary)
-    client = mlflow.experiment
-    client.log_artifact(mlflow.run_id, str(out / "model.safetensors"), "model")
-    client.log_artifact(mlflow.run_id, str(out / "model_config.json"), "model")
-    client.log_artifact(mlflow.run_id, str(out / "train_summary.json"))
-    for name, value in val.items():
-        client.log_metric(mlflow.run_id, f"final_val/{name}", value)
     return summary
+
+
+def export_checkpoint(src: Path, dst: Path, old_dir: str | Path, new_dir: str) -> None:
+    """Copy the Lightning checkpoint ``src`` to ``dst`` with every path under ``old_dir`` in it
+    (ModelCheckpoint's ``dirpath``, ``best_model_path``, ``best_k_models``, ...) rewritten to
+    start with ``new_dir``; tensors on the CPU, written under torch's fixed archive name
+    (``torch.save`` to a file path names the archive after the file), atomically."""
+    import io
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    buffer = io.BytesIO()
+    torch.save(_relocated(ckpt, os.fspath(old_dir), new_dir), buffer)
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, dst)
+
+
+def _relocated(value: Any, old: str, new: str) -> Any:
+    """``value`` with each string ``old`` or ``old/...`` (dict keys included) moved under ``new``."""
+    if isinstance(value, str):
+        if value == old or value.startswith(old + os.sep):
+            return new + value[len(old) :]
+        return value
+    if isinstance(value, dict):
+        return {_relocated(k, old, new): _relocated(v, old, new) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_relocated(v, old, new) for v in value)
+    return value
+
+
+def _log_to_mlflow(mlflow, out: Path, val: dict[str, float]) -> None:
+    """The exported model, its SHA-256 (tag ``tracking.MODEL_SHA256_TAG``) and the final metrics
+    into the run."""
+    client, run_id = mlflow.experiment, mlflow.run_id
+    client.set_tag(run_id, tracking.MODEL_SHA256_TAG, tracking.model_sha256(out))
+    client.log_artifact(run_id, str(out / "model.safetensors"), "model")
+    client.log_artifact(run_id, str(out / "model_config.json"), "model")
+    client.log_artifact(run_id, str(out / "train_summary.json"))
+    for name, value in val.items():
+        client.log_metric(run_id, f"final_val/{name}", value)
