@@ -75,6 +75,14 @@ def _origins(record: Path, epoch: int) -> dict[int, list[str]]:
     return out
 
 
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
 # -------------------------------------------------------------------------------- sampler
 
 
@@ -165,6 +173,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_epoch_with_the_same_result(tmp_
     assert trained_epochs == [2, 3]  # epochs 0 and 1 were not trained again
     summary = json.loads((repo / "summary.json").read_text())
     assert summary["val"] == reference["val"]  # same params + data: same final metrics
+    assert _file_hashes(repo / "models") == _file_hashes(ref_repo / "models")
     assert summary["mlflow_run_id"] != reference["mlflow_run_id"]
     assert not (repo / ".train-resume").exists() or not any((repo / ".train-resume").iterdir())
     # the resumed run continued the same MLflow run: the killed part's epochs are in it
@@ -173,14 +182,6 @@ def test_kill_9_then_rerun_resumes_from_the_last_epoch_with_the_same_result(tmp_
     client = MlflowClient(summary["mlflow_tracking_uri"])
     history = client.get_metric_history(summary["mlflow_run_id"], "val/loss")
     assert len(history) >= 4
-
-
-def _file_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def test_same_params_and_data_give_byte_identical_models_in_different_folders(tmp_path, data):

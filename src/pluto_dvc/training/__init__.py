@@ -6,5 +6,6 @@
 - ``optim``: AdamW decay groups and the warm-up + cosine schedule.
 - ``module``: the LightningModule (one ``_step``; the NaN / inf guard).
 - ``tracking``: MLflow (SQLite store) and dvclive loggers.
+- ``checkpoints``: portable, byte-reproducible copies of Lightning checkpoints (the output's).
 - ``run``: one run end to end: resume, outputs, summary (``run_training``).
 """

@@ -11,7 +11,7 @@ DVC hashes it the same. Nothing run-specific goes there: the MLflow run (its id 
 the returned :class:`TrainResult`) is tagged ``pluto_dvc.model_sha256`` with the SHA-256 of
 ``model.safetensors``, which is how the evaluation finds it; the checkpoints are rewritten on
 export with ModelCheckpoint's paths relative to ``out_dir`` (``checkpoints/last.ckpt``) instead
-of the absolute resume folder, saved under torch's fixed archive name.
+of the absolute resume folder, pickled canonically (``training/checkpoints.py``).
 
 Resume: while training, checkpoints and the dvclive history live in
 ``<resume_root>/<key>/``, outside the stage's outputs (DVC deletes those before a run), where
@@ -38,6 +38,7 @@ import torch
 from pluto_dvc.errors import DataError, ParamsError
 from pluto_dvc.params import Params
 from pluto_dvc.training import tracking
+from pluto_dvc.training.checkpoints import export_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -248,34 +249,6 @@ def _export(paths, ckpt_dir, module, trainer, best, val) -> dict:
     }
     _write_json(out / "train_summary.json", summary)
     return summary
-
-
-def export_checkpoint(src: Path, dst: Path, old_dir: str | Path, new_dir: str) -> None:
-    """Copy the Lightning checkpoint ``src`` to ``dst`` with every path under ``old_dir`` in it
-    (ModelCheckpoint's ``dirpath``, ``best_model_path``, ``best_k_models``, ...) rewritten to
-    start with ``new_dir``; tensors on the CPU, written under torch's fixed archive name
-    (``torch.save`` to a file path names the archive after the file), atomically."""
-    import io
-
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    buffer = io.BytesIO()
-    torch.save(_relocated(ckpt, os.fspath(old_dir), new_dir), buffer)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, dst)
-
-
-def _relocated(value: Any, old: str, new: str) -> Any:
-    """``value`` with each string ``old`` or ``old/...`` (dict keys included) moved under ``new``."""
-    if isinstance(value, str):
-        if value == old or value.startswith(old + os.sep):
-            return new + value[len(old) :]
-        return value
-    if isinstance(value, dict):
-        return {_relocated(k, old, new): _relocated(v, old, new) for k, v in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(_relocated(v, old, new) for v in value)
-    return value
 
 
 def _log_to_mlflow(mlflow, out: Path, val: dict[str, float]) -> None:
