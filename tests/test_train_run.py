@@ -184,6 +184,8 @@ def test_kill_9_then_rerun_resumes_from_the_last_epoch_with_the_same_result(tmp_
     assert len(history) >= 4
 
 
+@pytest.mark.slow  # two training processes, ~45 s on 2 shared cores; the kill -9 test checks
+# the same across a resume in the fast suite
 def test_same_params_and_data_give_byte_identical_models_in_different_folders(tmp_path, data):
     """Two runs in two repos (other output, working and resume folders, other MLflow stores and
     runs): every file of ``models/`` is the same, so DVC hashes the output identically."""
