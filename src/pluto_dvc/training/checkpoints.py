@@ -6,11 +6,12 @@ A checkpoint as Lightning writes it depends on more than the training:
 - ModelCheckpoint's state holds absolute paths (``dirpath``, ``best_model_path``,
   ``kth_best_model_path``, ``last_model_path``, the keys of ``best_k_models``): here they are
   rewritten under a relative folder (``checkpoints/last.ckpt``);
-- pickle writes an object met twice as a back-reference: whether two equal strings or two uses of
-  one tensor are one object differs between a fresh run and one resumed from a checkpoint (the
-  resumed optimizer state's keys come from unpickling). Here every string is interned (equal
-  strings: one object), every container is rebuilt and every tensor is a contiguous CPU copy of
-  its own, so the pickle depends on the values alone;
+- pickle writes an object met twice as a back-reference, so the bytes depend on which equal
+  objects are one object: after a kill -9 + resume the optimizer state's ``'step'`` keys are
+  other string objects than in an uninterrupted run (equal values, other pickle). Here every
+  string is interned (equal strings: one object), every container is rebuilt and every tensor is
+  a contiguous CPU copy of its own (no shared tensors or storages), so the pickle depends on the
+  values alone;
 - ``torch.save`` to a file path names the zip archive's folder after the file: the copy is saved
   to memory (folder ``archive``) and written atomically. torch's ``.data/serialization_id`` is a
   hash of the content, zip entry times are fixed.
@@ -20,6 +21,7 @@ The copy loads with ``torch.load(weights_only=True)`` and resumes a Trainer like
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import sys
@@ -47,10 +49,11 @@ def _canonical(value: Any, old: str, new: str) -> Any:
         return sys.intern(value)
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
-    if isinstance(value, dict):  # OrderedDict state dicts keep their ``_metadata`` attribute
-        out = type(value)(
-            (_canonical(k, old, new), _canonical(v, old, new)) for k, v in value.items()
-        )
+    if isinstance(value, dict):  # same type (OrderedDict, defaultdict) and attributes (_metadata)
+        out = copy.copy(value)
+        out.clear()
+        for k, v in value.items():
+            out[_canonical(k, old, new)] = _canonical(v, old, new)
         for name, attr in getattr(value, "__dict__", {}).items():
             setattr(out, name, _canonical(attr, old, new))
         return out

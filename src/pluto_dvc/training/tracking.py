@@ -7,8 +7,8 @@ working directory. The run is named after ``DVC_EXP_NAME`` when set and tagged w
 revision and, once the model is exported, with the SHA-256 of its ``model.safetensors``
 (``MODEL_SHA256_TAG``): the stage's output holds no run id (it would differ per run and clone and
 break DVC's same-inputs-same-output hash), so the evaluation finds the run by its model
-(:func:`find_model_run`). dvclive writes ``metrics.json`` and per-metric plots with ``dvcyaml=False``: the train
-stage declares them in dvc.yaml by hand.
+(:func:`find_model_run`). dvclive writes ``metrics.json`` and per-metric plots with
+``dvcyaml=False``: the train stage declares them in dvc.yaml by hand.
 """
 
 from __future__ import annotations
