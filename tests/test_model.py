@@ -273,3 +273,39 @@ def test_sample_with_extra_history_steps_is_refused_with_the_sizes(mixed):
     with pytest.raises(DataError, match="agent steps 102"):
         _model()(PlutoBatch.from_flat(flat))
     assert np.isfinite(mixed.current_state.numpy()).all()
+
+
+def test_output_scale_multiplies_positions_and_velocities_not_headings(mixed):
+    base = _model(TINY.replace(ref_free_head=True, output_scale_m=1.0))
+    scaled = PlutoModel(TINY.replace(ref_free_head=True, output_scale_m=10.0)).eval()
+    scaled.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        a, b = base(mixed), scaled(mixed)
+    for one, ten in ((a.trajectory, b.trajectory), (a.prediction, b.prediction)):
+        assert torch.allclose(one[..., 2:4], ten[..., 2:4])
+    assert torch.allclose(a.trajectory[..., :2] * 10, b.trajectory[..., :2], atol=1e-5)
+    assert torch.allclose(a.trajectory[..., 4:] * 10, b.trajectory[..., 4:], atol=1e-5)
+    present = mixed.agent.position[:, 1:, TINY.history_steps - 1, None]
+    offset_a, offset_b = a.prediction[..., :2] - present, b.prediction[..., :2] - present
+    assert torch.allclose(offset_a * 10, offset_b, atol=1e-4)
+    assert torch.allclose(a.ref_free_trajectory[..., :2] * 10, b.ref_free_trajectory[..., :2])
+    assert torch.allclose(a.ref_free_trajectory[..., 2:], b.ref_free_trajectory[..., 2:])
+
+
+def test_ego_query_adds_the_encoded_ego_token_to_every_planning_query(mixed):
+    model = _model(TINY.replace(ego_query=True))
+    seen = {}
+    model.decoder.query_proj.register_forward_hook(lambda m, i, o: seen.update(query=o))
+    model.decoder.layers[0].register_forward_hook(
+        lambda m, args, o: seen.update(first=args[0], scene=args[3])
+    )
+    with torch.no_grad():
+        model(mixed)
+    ego = seen["scene"][:, 0, None, None]  # (B, 1, 1, dim): scene token 0 is the ego
+    assert torch.allclose(seen["first"], seen["query"] + ego)
+    off = _model(TINY.replace(ego_query=False))
+    off.decoder.query_proj.register_forward_hook(lambda m, i, o: seen.update(query=o))
+    off.decoder.layers[0].register_forward_hook(lambda m, args, o: seen.update(first=args[0]))
+    with torch.no_grad():
+        off(mixed)
+    assert torch.equal(seen["first"], seen["query"])

@@ -101,6 +101,22 @@ def test_overfits_a_handful_of_samples():
     assert last["collision"] == pytest.approx(0.0, abs=1e-3)  # the expert stays on the 16 m road
 
 
+def test_loss_is_the_weighted_sum_of_the_logged_terms():
+    torch.manual_seed(0)
+    batch = _consistent_batch(3)
+    weights = {"regression": 3.0, "prediction": 2.5, "classification": 0.5, "ref_free": 0.0}
+    module = _module(TrainParams(loss_weights=weights))
+    seen = {}
+    module.log_dict = lambda values, **k: seen.update(values)
+    module.eval()  # deterministic forward: the terms do not depend on dropout draws
+    loss = module._step(batch, "train")
+    terms = {k.removeprefix("train/").removesuffix("_loss"): v for k, v in seen.items()}
+    assert all(terms[k] > 0 for k in weights)
+    expected = sum(weights.get(k, 1.0) * v for k, v in terms.items() if k != "loss")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert seen["train/loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_contrastive_step_runs_with_a_finite_contrastive_term():
     torch.manual_seed(0)
     batch = _consistent_batch(3)

@@ -309,6 +309,23 @@ class ModelParams(_Section):
 NEGATIVE_KINDS = ("drop_leading", "drop_interacting", "red_light_to_green", "insert_leading")
 
 
+class LossWeights(_Section):
+    """The weight of each training loss term in the summed loss (the paper: 1 each)."""
+
+    regression: float = Field(1.0, ge=0.0)
+    classification: float = Field(1.0, ge=0.0)
+    prediction: float = Field(1.0, ge=0.0)
+    collision: float = Field(
+        0.01,
+        ge=0.0,
+        description="the paper: 1. Averaged over its few positive terms, it outweighs the "
+        "regression while a young network's plans leave the road: a short run then learns plans "
+        "that stay put (weight 1) or turn their headings off the road (0.1); README, 'Training'",
+    )
+    ref_free: float = Field(1.0, ge=0.0)
+    contrastive: float = Field(1.0, ge=0.0)
+
+
 class TrainParams(_Section):
     """Training (stage ``train``): optimiser, schedule, loader, devices, contrastive augmentation.
 
@@ -318,9 +335,9 @@ class TrainParams(_Section):
     give the same final metrics on CPU (also after a resume).
     """
 
-    epochs: int = Field(3, ge=1, le=10_000, description="CPU-budget default; the paper: 25")
+    epochs: int = Field(6, ge=1, le=10_000, description="CPU-budget default; the paper: 25")
     batch_size: int = Field(32, ge=1, le=4096, description="per device")
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    lr: float = Field(3e-3, gt=0.0, le=1.0)
     min_lr: float = Field(1e-6, ge=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     warmup_epochs: int = Field(1, ge=0, description="the paper: 3")
@@ -342,6 +359,7 @@ class TrainParams(_Section):
         default_factory=lambda: list(NEGATIVE_KINDS), min_length=1
     )
     contrastive_temperature: float = Field(0.1, gt=0.0, le=10.0)
+    loss_weights: LossWeights = Field(default_factory=LossWeights)
     checkpoint_top_k: int = Field(5, ge=1, le=100, description="best checkpoints kept (val loss)")
     limit_train_batches: int | None = Field(
         40, ge=1, description="batches per epoch (CPU-budget default); null = all"

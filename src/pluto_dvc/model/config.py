@@ -61,6 +61,9 @@ class ModelConfig:
     dropout: float = 0.1  # attention and feed-forward dropout
     drop_path: float = 0.2  # stochastic depth, linspace 0 -> drop_path over the layers
     state_dropout: float = 0.75  # probability of hiding each of ego v, a, steer in training
+    # --- output scale and ego conditioning (the paper: 1.0 and False) ---
+    output_scale_m: float = 1.0  # trajectory heads predict x, y (m) and vx, vy (m/s) in this unit
+    ego_query: bool = False  # add the encoded ego token to every planning query
     # --- optional heads ---
     ref_free_head: bool = False  # one reference-free trajectory from the ego token
     hidden_proj: bool = False  # projection of the ego token for the contrastive loss
@@ -88,6 +91,8 @@ class ModelConfig:
                     problems.append(f"history level width {d} not divisible by heads {h}")
                 if k < 1 or k % 2 == 0:
                     problems.append(f"history_kernels: {k} must be odd and positive")
+        if not self.output_scale_m > 0:
+            problems.append("output_scale_m must be > 0")
         for name in ("dropout", "drop_path", "state_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in [0, 1)")
@@ -203,6 +208,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fourier_bands": 16,
         "drop_path": 0.1,
         "ref_free_head": True,
+        # trains in a few hundred CPU steps (README "model"): outputs in 10 m units, the ego
+        # token in every query, no state dropout (the open-loop score needs the ego speed)
+        "output_scale_m": 10.0,
+        "ego_query": True,
+        "state_dropout": 0.0,
     },
 }
 

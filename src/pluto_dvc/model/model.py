@@ -473,19 +473,22 @@ class DecoderLayer(nn.Module):
 
 class TrajectoryHead(nn.Module):
     """Token -> F steps of (x, y, cos, sin, vx, vy): one MLP each for positions, heading and
-    velocity."""
+    velocity. Positions and velocities come out in units of ``scale`` metres (m/s): targets
+    tens of metres away are then within a few hundred optimiser steps of a fresh network."""
 
-    def __init__(self, dim: int, steps: int):
+    def __init__(self, dim: int, steps: int, scale: float = 1.0):
         super().__init__()
         self.steps = steps
+        self.scale = scale
         self.position = MLP(dim, 2 * dim, 2 * steps)
         self.heading = MLP(dim, 2 * dim, 2 * steps)
         self.velocity = MLP(dim, 2 * dim, 2 * steps)
 
     def forward(self, x: Tensor) -> Tensor:
         shape = (*x.shape[:-1], self.steps, 2)
-        parts = (self.position(x), self.heading(x), self.velocity(x))
-        return torch.cat([p.view(shape) for p in parts], dim=-1)
+        position = self.position(x).view(shape) * self.scale
+        velocity = self.velocity(x).view(shape) * self.scale
+        return torch.cat([position, self.heading(x).view(shape), velocity], dim=-1)
 
 
 class PlanningDecoder(nn.Module):
@@ -493,7 +496,9 @@ class PlanningDecoder(nn.Module):
 
     A reference line is encoded by a PointNet over its valid points (point minus first point,
     vector, cos, sin of orientation) plus a Fourier embedding of its first point's pose; a
-    query is the projection of [line encoding, learned mode embedding]. Padded lines are masked
+    query is the projection of [line encoding, learned mode embedding], plus the encoded ego
+    token when ``config.ego_query`` (every query then sees the ego state directly, not only
+    through cross-attention). Padded lines are masked
     as keys when attending across lines (a sample without any valid line masks nothing, so its
     outputs stay finite; they are never used: ``PlutoOutput.best_trajectory``)."""
 
@@ -510,7 +515,8 @@ class PlanningDecoder(nn.Module):
             for _ in range(config.decoder_depth)
         )
         self.norm = nn.LayerNorm(dim)
-        self.trajectory_head = TrajectoryHead(dim, config.future_steps)
+        self.ego_query = config.ego_query
+        self.trajectory_head = TrajectoryHead(dim, config.future_steps, config.output_scale_m)
         self.score_head = MLP(dim, 2 * dim, 1)
         nn.init.trunc_normal_(self.mode_emb, std=0.02)
         nn.init.trunc_normal_(self.mode_pos, std=0.02)
@@ -536,6 +542,8 @@ class PlanningDecoder(nn.Module):
         m = self.mode_emb.shape[2]
         query = torch.cat([x[:, :, None].expand(b, r, m, d), self.mode_emb.expand(b, r, m, d)], -1)
         x = self.query_proj(query)  # (B, R, M, dim)
+        if self.ego_query:
+            x = x + scene[:, 0, None, None]  # the ego is scene token 0
         line_valid = valid.any(-1)
         line_padding = ~line_valid & line_valid.any(-1, keepdim=True)
         for layer in self.layers:
@@ -573,7 +581,7 @@ class PlutoModel(nn.Module):
         )
         self.encoder_norm = nn.LayerNorm(c.dim)
         self.decoder = PlanningDecoder(c)
-        self.prediction_head = TrajectoryHead(c.dim, c.future_steps)
+        self.prediction_head = TrajectoryHead(c.dim, c.future_steps, c.output_scale_m)
         self.ref_free_head = MLP(c.dim, 2 * c.dim, 4 * c.future_steps) if c.ref_free_head else None
         self.hidden_proj = (
             nn.Sequential(nn.Linear(c.dim, c.dim), nn.ReLU(), nn.Linear(c.dim, c.dim))
@@ -662,6 +670,7 @@ class PlutoModel(nn.Module):
         ref_free = None
         if self.ref_free_head is not None:
             ref_free = self.ref_free_head(x[:, 0]).view(b, c.future_steps, 4)
+            ref_free = torch.cat([ref_free[..., :2] * c.output_scale_m, ref_free[..., 2:]], -1)
         hidden = None if self.hidden_proj is None else self.hidden_proj(x[:, 0])
         return PlutoOutput(trajectory, probability, prediction, ref_free, hidden)
 

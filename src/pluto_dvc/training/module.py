@@ -1,8 +1,8 @@
 """The LightningModule: one ``_step(flat, stage)`` for train / val / test.
 
 A step: (train, contrastive on) build [anchor | positive | negative]; the model's forward; the
-targets and target query; every loss term (weight 1 each, spec section 4); the NaN / inf guard;
-logging. Imitation losses supervise the anchors and the positives (a positive is the same scene
+targets and target query; every loss term (spec section 4), summed with ``train.loss_weights``
+(the paper: 1 each; logged unweighted); the NaN / inf guard; logging. Imitation losses supervise the anchors and the positives (a positive is the same scene
 seen from a slightly moved ego, so the expert is still right), **not the negatives**: a negative's
 scene was changed so that the expert's future is no longer the right answer (e.g. the red light it
 waited at is now green), so imitating it there would teach the opposite of the contrastive term.
@@ -87,7 +87,8 @@ class PlutoTrainingModule(L.LightningModule):
             else:
                 terms["contrastive"] = h.sum() * 0.0
         self._check_finite(terms, stage)
-        loss = torch.stack(list(terms.values())).sum()
+        weights = p.loss_weights
+        loss = torch.stack([getattr(weights, k) * v for k, v in terms.items()]).sum()
         log = {f"{stage}/{k}_loss": v.detach() for k, v in terms.items()}
         log[f"{stage}/loss"] = loss.detach()
         on_step = stage == "train"
