@@ -212,7 +212,9 @@ def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
 
     monkeypatch.setattr(model_pkg, "save_model", save_tiny, raising=False)
     result = run_training(
-        parse_params({"train": SMALL}), TrainPaths(Path("cache"), Path("splits.json")), False
+        parse_params({"train": {**SMALL, "lr": 0.002}}),
+        TrainPaths(Path("cache"), Path("splits.json")),
+        False,
     )
     summary = result.summary
     models = repo / "models"
@@ -246,7 +248,7 @@ def test_outputs_mlflow_run_and_dvclive_metrics(tmp_path, data, monkeypatch):
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
         ).stdout.strip()
     )
-    assert run.data.params["train.lr"] == "0.001"
+    assert run.data.params["train.lr"] == "0.002"
     assert len(client.get_metric_history(run.info.run_id, "val/min_ade")) >= 3
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert artifacts == {"model/model.safetensors", "model/model_config.json"}
