@@ -16,6 +16,7 @@ import yaml
 from dvc_repo import TINY_PIPELINE, DvcRepo
 
 from pluto_dvc.cache import CacheDataset
+from pluto_dvc.params import TrainParams
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +138,10 @@ def test_experiments_run_show_and_a_queued_sweep_shares_the_cache(repo: DvcRepo)
     assert "lr-high" in text and "0.002" in text and "dvclive/metrics.json" in text
 
     objects_before = _objects(repo)
-    for name, lr in (("sweep-a", "0.0003"), ("sweep-b", "0.003")):
+    # lrs other than the workspace's (else DVC's run-cache restores the stage: no new run)
+    sweep = (("sweep-a", "0.0003"), ("sweep-b", "0.0005"))
+    assert all(float(lr) != TrainParams().lr for _, lr in sweep)
+    for name, lr in sweep:
         repo.run("dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}")
     start = time.perf_counter()
     repo.run("dvc", "queue", "start", "-j", "1")
