@@ -40,6 +40,7 @@ def log_to_training_run(
     line)."""
     from pluto_dvc.model.weights import WEIGHTS_FILE
     from pluto_dvc.training.tracking import (
+        MLFLOW_DB,
         find_model_run,
         mlflow_uris,
         model_sha256,
@@ -51,7 +52,7 @@ def log_to_training_run(
         return f"MLflow: not logged ({weights} does not exist)"
     store_root = (Path(root) if root is not None else tracking_root()).resolve()
     uri, _ = mlflow_uris(store_root)
-    if not (store_root / "mlflow.db").is_file():  # do not create an empty store
+    if not (store_root / MLFLOW_DB).is_file():  # do not create an empty store
         return f"MLflow: not logged (no run of this model in {uri})"
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient

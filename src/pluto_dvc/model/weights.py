@@ -6,8 +6,6 @@ safetensors: nothing on disk can run code (no pickle), and no training params ar
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pluto_dvc.errors import DataError
+from pluto_dvc.io import atomic_write
 from pluto_dvc.model.config import load_config, save_config
 from pluto_dvc.model.model import PlutoModel
 
@@ -33,17 +32,6 @@ def unwrap(model: nn.Module) -> PlutoModel:
     return model
 
 
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: nn.Module, directory: str | Path) -> Path:
     """Write ``<directory>/model.safetensors`` and ``<directory>/model_config.json`` (each
     replaced atomically); returns the directory."""
@@ -51,8 +39,10 @@ def save_model(model: nn.Module, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    _atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, {"format": "pluto-dvc"}))
-    _atomic(directory / CONFIG_FILE, lambda tmp: save_config(net.config, tmp))
+    atomic_write(
+        directory / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, {"format": "pluto-dvc"})
+    )
+    atomic_write(directory / CONFIG_FILE, lambda tmp: save_config(net.config, tmp))
     return directory
 
 

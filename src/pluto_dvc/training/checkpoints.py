@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from pluto_dvc.io import atomic_write
+
 
 def export_checkpoint(src: Path, dst: Path, old_dir: str | Path, new_dir: str) -> None:
     """Write the portable copy of ``src`` (see the module doc) to ``dst``; strings equal to
@@ -37,9 +39,7 @@ def export_checkpoint(src: Path, dst: Path, old_dir: str | Path, new_dir: str) -
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     buffer = io.BytesIO()
     torch.save(_canonical(ckpt, os.fspath(old_dir), new_dir), buffer)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
 
 
 def _canonical(value: Any, old: str, new: str) -> Any:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 import torch
 
 from pluto_dvc.errors import DataError, ParamsError
+from pluto_dvc.io import write_json
 from pluto_dvc.params import Params
 from pluto_dvc.training import tracking
 from pluto_dvc.training.checkpoints import export_checkpoint
@@ -99,12 +99,6 @@ def resume_key(params: Params, config: Any, meta: dict, splits: dict) -> str:
         "code": _code_hash(),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _usable_checkpoint(path: Path) -> bool:
@@ -247,7 +241,7 @@ def _export(paths, ckpt_dir, module, trainer, best, val) -> dict:
         "num_parameters": sum(q.numel() for q in module.model.parameters()),
         "val": val,
     }
-    _write_json(out / "train_summary.json", summary)
+    write_json(out / "train_summary.json", summary, sort_keys=True)
     return summary
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 MLFLOW_EXPERIMENT = "pluto-dvc"
 MODEL_SHA256_TAG = "pluto_dvc.model_sha256"
+MLFLOW_DB = "mlflow.db"  # the SQLite store, under the tracking root
 
 
 def tracking_root() -> Path:
@@ -29,7 +30,7 @@ def tracking_root() -> Path:
 def mlflow_uris(root: Path | None = None) -> tuple[str, str]:
     """(tracking URI, artifact location URI) under ``root`` (default :func:`tracking_root`)."""
     root = (root or tracking_root()).resolve()
-    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+    return f"sqlite:///{root / MLFLOW_DB}", (root / "mlartifacts").as_uri()
 
 
 def git_revision(cwd: Path | None = None) -> str:
